@@ -1,0 +1,320 @@
+// Package config holds Postern's configuration: the TOML structure, its defaults and Validate.
+//
+// Every key has a default; an unknown key is an error. The names are public interface (see DESIGN.md):
+// add to them, never rename them.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where postern looks for its config when -c is not given; FallbackPath is tried next.
+const (
+	DefaultPath  = "/etc/postern/postern.toml"
+	FallbackPath = "postern.toml"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Hostname  string    `toml:"hostname"`
+	DataDir   string    `toml:"data_dir"`
+	Listen    Listen    `toml:"listen"`
+	TLS       TLS       `toml:"tls"`
+	Auth      Auth      `toml:"auth"`
+	Database  Database  `toml:"database"`
+	DNS       DNS       `toml:"dns"`
+	Delivery  Delivery  `toml:"delivery"`
+	SMTP      SMTP      `toml:"smtp"`
+	Log       Log       `toml:"log"`
+	Antivirus Antivirus `toml:"antivirus"`
+	Antispam  Antispam  `toml:"antispam"`
+
+	// Path is the file the config was read from ("" when built from defaults).
+	Path string `toml:"-"`
+}
+
+// Listen lists the addresses of each service; an empty list disables it.
+type Listen struct {
+	SMTP        []string `toml:"smtp"`
+	Submission  []string `toml:"submission"`
+	Submissions []string `toml:"submissions"`
+	IMAP        []string `toml:"imap"`
+	IMAPS       []string `toml:"imaps"`
+	POP3        []string `toml:"pop3"`
+	POP3S       []string `toml:"pop3s"`
+	POP2        []string `toml:"pop2"`
+	HTTP        []string `toml:"http"`
+}
+
+// TLS configures certificates.
+type TLS struct {
+	CertFile   string `toml:"cert_file"` // empty: issued for hostname by the built-in CA
+	KeyFile    string `toml:"key_file"`
+	MinVersion string `toml:"min_version"` // "1.2" or "1.3"
+}
+
+// Auth configures authentication policy.
+type Auth struct {
+	// AllowPlaintext accepts passwords before TLS. Loopback is not exempt.
+	AllowPlaintext bool `toml:"allow_plaintext"`
+	// LockoutFailures failed logins from one IP within LockoutWindow block authentication from it for LockoutDuration.
+	LockoutFailures int    `toml:"lockout_failures"`
+	LockoutWindow   string `toml:"lockout_window"`
+	LockoutDuration string `toml:"lockout_duration"`
+}
+
+// Database selects the metadata backend.
+type Database struct {
+	Driver string `toml:"driver"` // "sqlite", "postgres", "mysql"
+	DSN    string `toml:"dsn"`    // empty with sqlite: <data_dir>/postern.db
+}
+
+// DNS configures name resolution.
+type DNS struct {
+	Resolver string `toml:"resolver"` // "host:port"; empty: system resolver
+}
+
+// Delivery configures message acceptance and delivery.
+type Delivery struct {
+	RemotePort     int    `toml:"remote_port"`
+	MaxMessageSize string `toml:"max_message_size"`
+	// GroupCommit lets concurrent deliveries share one durable commit.
+	GroupCommit bool `toml:"group_commit"`
+}
+
+// SMTP holds limits of the SMTP listeners.
+type SMTP struct {
+	MaxRecipients  int    `toml:"max_recipients"`
+	MaxConnsPerIP  int    `toml:"max_connections_per_ip"`
+	MaxConnections int    `toml:"max_connections"`
+	MaxCommands    int    `toml:"max_commands"`   // per session, before 421
+	MaxErrors      int    `toml:"max_errors"`     // bad commands per session, before 421
+	ReadTimeout    string `toml:"read_timeout"`   // RFC 5321 4.5.3.2: at least 5 minutes
+	ShutdownGrace  string `toml:"shutdown_grace"` // time sessions in flight get on SIGTERM
+	Banner         string `toml:"banner"`         // text after the hostname in the 220 greeting
+	MailLog        string `toml:"mail_log"`       // path of the mail log; "" = <data_dir>/mail.log, "-" = stderr
+}
+
+// Log configures the service log.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+// Antivirus configures clamd.
+type Antivirus struct {
+	Clamd   string `toml:"clamd"`
+	OnError string `toml:"on_error"`
+}
+
+// Antispam configures spam checks.
+type Antispam struct {
+	DNSBL       []string `toml:"dnsbl"`
+	Spamd       string   `toml:"spamd"`
+	Rspamd      string   `toml:"rspamd"`
+	Milter      []string `toml:"milter"`
+	Greylist    bool     `toml:"greylist"`
+	JunkScore   float64  `toml:"junk_score"`
+	RejectScore float64  `toml:"reject_score"`
+}
+
+// Default returns the configuration used for every key the file does not set.
+func Default() *Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return &Config{
+		Hostname: host,
+		DataDir:  "/var/lib/postern",
+		Listen: Listen{
+			SMTP:        []string{":25"},
+			Submission:  []string{":587"},
+			Submissions: []string{":465"},
+			IMAP:        []string{":143"},
+			IMAPS:       []string{":993"},
+			POP3:        []string{":110"},
+			POP3S:       []string{":995"},
+			POP2:        []string{},
+			HTTP:        []string{":8080"},
+		},
+		TLS:  TLS{MinVersion: "1.2"},
+		Auth: Auth{LockoutFailures: 10, LockoutWindow: "10m", LockoutDuration: "15m"},
+		Database: Database{
+			Driver: "sqlite",
+		},
+		Delivery: Delivery{RemotePort: 25, MaxMessageSize: "50MiB", GroupCommit: true},
+		SMTP: SMTP{
+			MaxRecipients:  100,
+			MaxConnsPerIP:  20,
+			MaxConnections: 1000,
+			MaxCommands:    1000,
+			MaxErrors:      20,
+			ReadTimeout:    "5m",
+			ShutdownGrace:  "10s",
+		},
+		Log:       Log{Level: "info", Format: "text"},
+		Antivirus: Antivirus{OnError: "tempfail"},
+		Antispam:  Antispam{DNSBL: []string{}, Milter: []string{}, JunkScore: 5.0, RejectScore: 15.0},
+	}
+}
+
+// Load reads the file at path over the defaults. Unknown keys are an error.
+func Load(path string) (*Config, error) {
+	c := Default()
+	md, err := toml.DecodeFile(path, c)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("config %s: unknown key(s): %s", path, strings.Join(keys, ", "))
+	}
+	c.Path = path
+	if !filepath.IsAbs(c.DataDir) && c.DataDir != "" {
+		// A relative data_dir is relative to the config file, so "postern -c dir/postern.toml" works from anywhere.
+		c.DataDir = filepath.Join(filepath.Dir(path), c.DataDir)
+	}
+	return c, c.Validate()
+}
+
+// Find returns the config path to use: explicit if set, else DefaultPath, else FallbackPath when it exists.
+func Find(explicit string) string {
+	if explicit != "" {
+		return explicit
+	}
+	if _, err := os.Stat(DefaultPath); err == nil {
+		return DefaultPath
+	}
+	return FallbackPath
+}
+
+// Validate checks every value and explains the first problem in one line.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Hostname == "" {
+		errs = append(errs, errors.New("hostname: must not be empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: must not be empty"))
+	}
+	for name, addrs := range c.Listen.byName() {
+		for _, a := range addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				errs = append(errs, fmt.Errorf("listen.%s: %q is not host:port", name, a))
+			}
+		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("tls: cert_file and key_file must be set together"))
+	}
+	if _, err := c.TLS.Version(); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.Database.Driver {
+	case "sqlite":
+	case "postgres", "mysql":
+		errs = append(errs, fmt.Errorf("database.driver: %q is not built into this version yet", c.Database.Driver))
+	default:
+		errs = append(errs, fmt.Errorf("database.driver: %q is not one of sqlite, postgres, mysql", c.Database.Driver))
+	}
+	if _, err := ParseSize(c.Delivery.MaxMessageSize); err != nil {
+		errs = append(errs, fmt.Errorf("delivery.max_message_size: %w", err))
+	}
+	if c.Delivery.RemotePort <= 0 || c.Delivery.RemotePort > 65535 {
+		errs = append(errs, fmt.Errorf("delivery.remote_port: %d is not a port", c.Delivery.RemotePort))
+	}
+	for _, d := range []struct{ key, val string }{
+		{"auth.lockout_window", c.Auth.LockoutWindow},
+		{"auth.lockout_duration", c.Auth.LockoutDuration},
+		{"smtp.read_timeout", c.SMTP.ReadTimeout},
+		{"smtp.shutdown_grace", c.SMTP.ShutdownGrace},
+	} {
+		if _, err := ParseDuration(d.val); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", d.key, err))
+		}
+	}
+	switch c.Antivirus.OnError {
+	case "tempfail", "accept":
+	default:
+		errs = append(errs, fmt.Errorf("antivirus.on_error: %q is not tempfail or accept", c.Antivirus.OnError))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level))
+	}
+	return errors.Join(errs...)
+}
+
+func (l Listen) byName() map[string][]string {
+	return map[string][]string{
+		"smtp": l.SMTP, "submission": l.Submission, "submissions": l.Submissions,
+		"imap": l.IMAP, "imaps": l.IMAPS, "pop3": l.POP3, "pop3s": l.POP3S, "pop2": l.POP2, "http": l.HTTP,
+	}
+}
+
+// Version returns the crypto/tls constant of MinVersion.
+func (t TLS) Version() (uint16, error) {
+	switch t.MinVersion {
+	case "1.2", "":
+		return 0x0303, nil
+	case "1.3":
+		return 0x0304, nil
+	}
+	return 0, fmt.Errorf("tls.min_version: %q is not 1.2 or 1.3", t.MinVersion)
+}
+
+// DatabaseDSN returns the DSN to open, filling the sqlite default.
+func (c *Config) DatabaseDSN() string {
+	if c.Database.DSN == "" && c.Database.Driver == "sqlite" {
+		return filepath.Join(c.DataDir, "postern.db")
+	}
+	return c.Database.DSN
+}
+
+// MaxMessageBytes returns delivery.max_message_size in bytes (Validate has checked it).
+func (c *Config) MaxMessageBytes() int64 {
+	n, _ := ParseSize(c.Delivery.MaxMessageSize)
+	return n
+}
+
+// ParseSize parses "50MiB", "10MB", "1G", "2048" into bytes. Units are binary (KiB/MiB/GiB) or decimal (KB/MB/GB);
+// single letters K, M, G are binary, as admins of Postfix and Dovecot expect.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, errors.New("empty size")
+	}
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
+		i--
+	}
+	num, unit := strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size like 50MiB", s)
+	}
+	mult := map[string]float64{
+		"": 1, "b": 1,
+		"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
+		"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
+		"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
+		"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
+	}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("%q has an unknown unit %q", s, unit)
+	}
+	return int64(n * mult), nil
+}

@@ -1,0 +1,210 @@
+// Package store declares the storage interfaces every backend implements and the value types they share.
+//
+// It holds no driver code: backends (store/sqlite, later store/postgres) import store, never the reverse.
+// A message is a blob (the RFC 5322 bytes, stored once however many recipients it has) plus one row per mailbox
+// copy. Durability contract: when Deliver returns nil, the blob has been fsynced (file and directory) and the
+// metadata transaction committed with a durable sync; only then may a protocol server answer 250 / OK / +OK.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them; callers decide with errors.Is.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrExists        = errors.New("already exists")
+	ErrQuotaExceeded = errors.New("quota exceeded")
+	ErrClosed        = errors.New("store closed")
+)
+
+// Access actions, as in sendmail's access db.
+const (
+	ActionOK      = "OK"
+	ActionRelay   = "RELAY"
+	ActionReject  = "REJECT"
+	ActionDiscard = "DISCARD"
+)
+
+// Default mailboxes every user has, with their RFC 6154 SPECIAL-USE attribute.
+var DefaultMailboxes = []struct{ Name, SpecialUse string }{
+	{"INBOX", ""},
+	{"Sent", `\Sent`},
+	{"Drafts", `\Drafts`},
+	{"Trash", `\Trash`},
+	{"Junk", `\Junk`},
+}
+
+// Domain is a local (virtual) domain.
+type Domain struct {
+	Name      string // lower-case, ASCII (A-label) form
+	CreatedAt time.Time
+}
+
+// User is a virtual user with a mailbox tree.
+type User struct {
+	ID           int64
+	Address      string // normalized local@domain
+	PasswordHash string // PHC string ($argon2id$... or $2a$...)
+	QuotaBytes   int64  // 0: unlimited
+	CreatedAt    time.Time
+}
+
+// Alias maps an address (or "@domain" for a catch-all) to targets, local or remote.
+// A target of the form "@otherdomain" maps the local part onto another domain (virtusertable's %1@otherdomain).
+type Alias struct {
+	Address string
+	Targets []string
+}
+
+// AccessRule is one entry of the access table: PATTERN (IP, CIDR, domain or address) -> ACTION.
+type AccessRule struct {
+	Pattern string
+	Action  string
+}
+
+// DirectoryStore keeps domains, users, aliases and the access table.
+// Reads go to the database every time so a running server sees CLI changes at once.
+type DirectoryStore interface {
+	AddDomain(ctx context.Context, name string) error
+	RemoveDomain(ctx context.Context, name string) error
+	ListDomains(ctx context.Context) ([]Domain, error)
+	HasDomain(ctx context.Context, name string) (bool, error)
+
+	// AddUser creates the user and its default mailboxes in one transaction; returns the stored user.
+	AddUser(ctx context.Context, u User) (User, error)
+	GetUser(ctx context.Context, address string) (User, error)
+	GetUserByID(ctx context.Context, id int64) (User, error)
+	ListUsers(ctx context.Context, domain string) ([]User, error) // domain "" lists all
+	SetPassword(ctx context.Context, address, hash string) error
+	SetQuota(ctx context.Context, address string, quotaBytes int64) error
+	RemoveUser(ctx context.Context, address string) error
+
+	SetAlias(ctx context.Context, a Alias) error // replaces the targets of an existing alias
+	GetAlias(ctx context.Context, address string) (Alias, error)
+	ListAliases(ctx context.Context) ([]Alias, error)
+	RemoveAlias(ctx context.Context, address string) error
+
+	SetAccess(ctx context.Context, r AccessRule) error
+	ListAccess(ctx context.Context) ([]AccessRule, error)
+	RemoveAccess(ctx context.Context, pattern string) error
+}
+
+// Mailbox is one folder of a user.
+type Mailbox struct {
+	ID            int64
+	UserID        int64
+	Name          string
+	UIDValidity   uint32
+	UIDNext       uint32
+	HighestModSeq uint64
+	SpecialUse    string
+	Subscribed    bool
+}
+
+// MailboxStatus is a mailbox with its counters (doveadm mailbox status).
+type MailboxStatus struct {
+	Mailbox
+	Messages int
+	Unseen   int
+	Size     int64
+}
+
+// Message is one copy of a message in a mailbox.
+type Message struct {
+	ID           int64
+	MailboxID    int64
+	UID          uint32
+	BlobID       string
+	Size         int64
+	InternalDate time.Time
+	Flags        []string // system flags and keywords, e.g. `\Seen`, `$Junk`
+	ModSeq       uint64
+}
+
+// LocalCopy puts the message into one mailbox of a local user.
+type LocalCopy struct {
+	UserID  int64
+	Mailbox string   // "INBOX" when empty
+	Flags   []string // initial flags
+}
+
+// OutboundRecipient is one remote recipient of a queued message, with its DSN parameters (RFC 3461).
+type OutboundRecipient struct {
+	Address string
+	Notify  []string // NEVER, SUCCESS, FAILURE, DELAY
+	ORcpt   string
+	Status  string // "queued", "sent", "failed"
+	Error   string // last error text
+}
+
+// OutboundMessage is a message waiting in the durable outbound queue.
+type OutboundMessage struct {
+	ID          string // queue ID (same as the delivery's)
+	From        string // envelope sender, "" for the null reverse-path
+	Recipients  []OutboundRecipient
+	BlobID      string
+	Size        int64
+	Ret         string // DSN RET: FULL or HDRS
+	EnvID       string // DSN ENVID
+	AuthUser    string // authenticated submitter, if any
+	Attempts    int
+	NextAttempt time.Time
+	LastError   string
+	CreatedAt   time.Time
+}
+
+// Delivery is one accepted message: its blob, the local copies and the outbound queue entry, committed atomically.
+type Delivery struct {
+	QueueID      string
+	Blob         BlobRef
+	InternalDate time.Time
+	Local        []LocalCopy
+	Outbound     *OutboundMessage // nil when there are no remote recipients
+}
+
+// Mailstore keeps mailboxes and message copies.
+type Mailstore interface {
+	// Deliver commits d durably (group commit: concurrent calls share one transaction).
+	// It fails with ErrQuotaExceeded (wrapped, naming the user) when a copy would exceed a user's quota;
+	// then nothing of d is committed.
+	Deliver(ctx context.Context, d *Delivery) error
+	ListMailboxes(ctx context.Context, userID int64) ([]MailboxStatus, error)
+	GetMailbox(ctx context.Context, userID int64, name string) (Mailbox, error)
+	ListMessages(ctx context.Context, mailboxID int64) ([]Message, error)
+	UsageBytes(ctx context.Context, userID int64) (int64, error)
+}
+
+// QueueStore is the durable outbound queue. Items enter it through Mailstore.Deliver.
+type QueueStore interface {
+	ListQueue(ctx context.Context) ([]OutboundMessage, error)
+	GetQueued(ctx context.Context, id string) (OutboundMessage, error)
+	RemoveQueued(ctx context.Context, id string) error
+	// RetryQueued makes an item due now (all items when id is "").
+	RetryQueued(ctx context.Context, id string) error
+}
+
+// BlobRef names a stored blob.
+type BlobRef struct {
+	ID   string
+	Size int64
+}
+
+// BlobStore keeps message bodies. Put returns only after the bytes are durable (file and directory fsynced).
+type BlobStore interface {
+	Put(ctx context.Context, r io.Reader) (BlobRef, error)
+	Open(ctx context.Context, id string) (io.ReadCloser, error)
+	Delete(ctx context.Context, id string) error
+}
+
+// Store is everything one backend provides.
+type Store interface {
+	DirectoryStore
+	Mailstore
+	QueueStore
+	Blobs() BlobStore
+	Close() error
+}
