@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -47,6 +48,9 @@ func (a Address) IsZero() bool { return a.Local == "" && a.Domain == "" }
 // RCPT TO:<...>, without the angle brackets. UTF-8 local parts (RFC 6531) and IDN domains are accepted;
 // the domain is normalized to lower-case A-labels. Address literals ([1.2.3.4]) are kept as given.
 func ParseAddress(s string) (Address, error) {
+	if !utf8.ValidString(s) {
+		return Address{}, fmt.Errorf("%w: not valid UTF-8", ErrBadAddress)
+	}
 	if len(s) > MaxPath {
 		return Address{}, fmt.Errorf("%w: longer than %d octets", ErrBadAddress, MaxPath)
 	}
@@ -75,6 +79,9 @@ func NormalizeDomain(domain string) (string, error) {
 		return domain, nil
 	}
 	domain = strings.TrimSuffix(domain, ".")
+	if !utf8.ValidString(domain) {
+		return "", fmt.Errorf("%w: domain is not valid UTF-8", ErrBadAddress)
+	}
 	if domain == "" || len(domain) > MaxDomain {
 		return "", fmt.Errorf("%w: bad domain %q", ErrBadAddress, domain)
 	}
