@@ -1,0 +1,7 @@
+//go:build integration
+
+package integration
+
+import "crypto/tls"
+
+type tlsState = tls.ConnectionState
