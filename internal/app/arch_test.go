@@ -40,7 +40,9 @@ var rules = []rule{
 		func(_, imp string) bool { return under("internal/app", "cmd")(imp) }},
 	{"only app and cmd import config", func(p string) bool { return !under("cmd", "internal/app", "internal/config")(p) },
 		func(_, imp string) bool { return under("internal/config")(imp) }},
-	{"only app imports a storage backend", func(p string) bool { return !under("internal/app")(p) && !under(backends...)(p) && !under("internal/store/storetest")(p) },
+	{"only app imports a storage backend", func(p string) bool {
+		return !under("internal/app")(p) && !under(backends...)(p) && !under("internal/store/storetest")(p)
+	},
 		func(p, imp string) bool { return under(backends...)(imp) && !strings.HasPrefix(imp, p) }},
 	{"protocol servers never import each other", under(protocolServers...),
 		func(p, imp string) bool { return under(protocolServers...)(imp) && !under(p)(imp) }},
@@ -54,7 +56,9 @@ var rules = []rule{
 	{"nothing points back up to protocol servers", func(p string) bool { return !under(append(protocolServers, "internal/app", "cmd")...)(p) },
 		func(_, imp string) bool { return under(protocolServers...)(imp) }},
 	{"filter does not import delivery, queue or outbound", under("internal/filter"),
-		func(_, imp string) bool { return under("internal/delivery", "internal/queue", "internal/outbound")(imp) }},
+		func(_, imp string) bool {
+			return under("internal/delivery", "internal/queue", "internal/outbound")(imp)
+		}},
 	{"outbound does not import queue (queue -> outbound)", under("internal/outbound"),
 		func(_, imp string) bool { return under("internal/queue", "internal/delivery")(imp) }},
 	{"queue does not import delivery (delivery -> queue)", under("internal/queue"),

@@ -1,0 +1,262 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/postern/postern/internal/auth"
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/delivery"
+	"github.com/postern/postern/internal/directory"
+	"github.com/postern/postern/internal/maillog"
+	"github.com/postern/postern/internal/smtpserver"
+	"github.com/postern/postern/internal/store"
+	"github.com/postern/postern/internal/store/sqlite"
+	"github.com/postern/postern/internal/tlsmgr"
+)
+
+// Options are the process-level inputs of an App.
+type Options struct {
+	Logger *slog.Logger
+}
+
+// App is one running Postern: the store, the shared services and every listener.
+type App struct {
+	log *slog.Logger
+
+	mu  sync.Mutex // guards cfg
+	cfg *config.Config
+
+	store    store.Store
+	tls      *tlsmgr.Manager
+	mailLog  *maillog.Logger
+	logFile  io.Closer
+	services []service
+}
+
+// service is one protocol server bound to its listeners.
+type service struct {
+	name      string
+	server    interface{ Shutdown(context.Context) error }
+	listeners []net.Listener
+	serve     func(net.Listener) error
+}
+
+// OpenStore opens (creating and migrating when needed) the store the config names. Management commands use it.
+func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	switch cfg.Database.Driver {
+	case "sqlite":
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("create data_dir: %w", err)
+		}
+		st, err := sqlite.Open(ctx, sqlite.Options{
+			Path:        cfg.DatabaseDSN(),
+			BlobDir:     filepath.Join(cfg.DataDir, "blobs"),
+			GroupCommit: cfg.Delivery.GroupCommit,
+			Logger:      log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return st, nil
+	default:
+		return nil, fmt.Errorf("database.driver %q is not built into this version", cfg.Database.Driver)
+	}
+}
+
+// New builds every component from cfg; nothing listens until Start.
+func New(cfg *config.Config, opts Options) (*App, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &App{log: log, cfg: cfg}
+	ctx := context.Background()
+	var err error
+	if a.store, err = OpenStore(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	minTLS, _ := cfg.TLS.Version()
+	a.tls, err = tlsmgr.New(tlsmgr.Options{
+		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, DataDir: cfg.DataDir,
+		Hostname: cfg.Hostname, MinVersion: minTLS, Logger: log,
+	})
+	if err != nil {
+		a.store.Close()
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	if err := a.openMailLog(cfg); err != nil {
+		a.store.Close()
+		return nil, err
+	}
+	if err := a.buildSMTP(cfg); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) openMailLog(cfg *config.Config) error {
+	path := cfg.SMTP.MailLog
+	switch path {
+	case "-":
+		a.mailLog = maillog.New(os.Stderr, nil)
+		return nil
+	case "":
+		path = filepath.Join(cfg.DataDir, "mail.log")
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(cfg.DataDir, path)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("open mail log: %w", err)
+	}
+	a.mailLog, a.logFile = maillog.New(f, nil), f
+	return nil
+}
+
+// buildSMTP creates the MX, submission and submissions servers sharing one directory, auth and delivery agent.
+func (a *App) buildSMTP(cfg *config.Config) error {
+	dir, err := directory.New(directory.Options{Store: a.store, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	lockout := auth.NewLockout(auth.LockoutOptions{
+		Failures: cfg.Auth.LockoutFailures,
+		Window:   config.MustDuration(cfg.Auth.LockoutWindow),
+		Duration: config.MustDuration(cfg.Auth.LockoutDuration),
+	})
+	authSvc, err := auth.New(auth.Options{Users: a.store, Lockout: lockout, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	agent, err := delivery.New(delivery.Options{
+		Directory: dir, Store: a.store, Hostname: cfg.Hostname, MailLog: a.mailLog, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range []struct {
+		name  string
+		mode  smtpserver.Mode
+		addrs []string
+	}{
+		{"smtp", smtpserver.ModeMX, cfg.Listen.SMTP},
+		{"submission", smtpserver.ModeSubmission, cfg.Listen.Submission},
+		{"submissions", smtpserver.ModeSubmissions, cfg.Listen.Submissions},
+	} {
+		if len(m.addrs) == 0 {
+			continue
+		}
+		srv, err := smtpserver.New(smtpserver.Options{
+			Mode:               m.mode,
+			Hostname:           cfg.Hostname,
+			TLSConfig:          a.tls.TLSConfig(),
+			AllowPlaintextAuth: cfg.Auth.AllowPlaintext,
+			MaxMessageBytes:    cfg.MaxMessageBytes(),
+			MaxRecipients:      cfg.SMTP.MaxRecipients,
+			MaxConnections:     cfg.SMTP.MaxConnections,
+			MaxConnsPerIP:      cfg.SMTP.MaxConnsPerIP,
+			MaxCommands:        cfg.SMTP.MaxCommands,
+			MaxErrors:          cfg.SMTP.MaxErrors,
+			ReadTimeout:        config.MustDuration(cfg.SMTP.ReadTimeout),
+			Directory:          dir,
+			Auth:               authSvc,
+			Deliverer:          agent,
+			MailLog:            a.mailLog,
+			Logger:             a.log.With("service", m.name),
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+		svc := service{name: m.name, server: srv, serve: srv.Serve}
+		for _, addr := range m.addrs {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				closeAll(svc.listeners)
+				return fmt.Errorf("listen %s on %s: %w", m.name, addr, err)
+			}
+			if m.mode == smtpserver.ModeSubmissions {
+				ln = tls.NewListener(ln, a.tls.TLSConfig())
+			}
+			svc.listeners = append(svc.listeners, ln)
+		}
+		a.services = append(a.services, svc)
+	}
+	return nil
+}
+
+func closeAll(lns []net.Listener) {
+	for _, ln := range lns {
+		ln.Close()
+	}
+}
+
+// Start serves every listener in the background.
+func (a *App) Start(ctx context.Context) error {
+	for _, svc := range a.services {
+		for _, ln := range svc.listeners {
+			a.log.Info("listening", "service", svc.name, "addr", ln.Addr().String())
+			go func(svc service, ln net.Listener) {
+				if err := svc.serve(ln); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, smtpserver.ErrServerClosed) {
+					a.log.Error("serve", "service", svc.name, "err", err)
+				}
+			}(svc, ln)
+		}
+	}
+	return nil
+}
+
+// Reload applies a re-read config: certificates are reloaded; listener changes need a restart and are logged.
+func (a *App) Reload(cfg *config.Config) error {
+	a.mu.Lock()
+	old := a.cfg
+	a.cfg = cfg
+	a.mu.Unlock()
+	if fmt.Sprint(old.Listen) != fmt.Sprint(cfg.Listen) || old.DataDir != cfg.DataDir || old.Database != cfg.Database {
+		a.log.Warn("reload: listen, data_dir and database changes take effect at the next restart")
+	}
+	if err := a.tls.Reload(); err != nil {
+		return fmt.Errorf("reload certificates: %w", err)
+	}
+	a.log.Info("reloaded", "config", cfg.Path)
+	return nil
+}
+
+// Shutdown stops accepting, lets sessions in flight finish until ctx is done, then closes the store.
+func (a *App) Shutdown(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(a.services))
+	for i, svc := range a.services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = svc.server.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(append(errs, a.close())...)
+}
+
+func (a *App) close() error {
+	var errs []error
+	if a.store != nil {
+		errs = append(errs, a.store.Close())
+	}
+	if a.logFile != nil {
+		errs = append(errs, a.logFile.Close())
+	}
+	return errors.Join(errs...)
+}
