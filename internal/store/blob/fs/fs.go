@@ -1,0 +1,169 @@
+// Package fs stores message blobs as files under one directory, durably: a blob is written to a temporary file in
+// the same filesystem, fsynced, renamed into place and its directory fsynced before Put returns (the rename is only
+// atomic within one filesystem, and only the directory fsync makes the new name survive a power loss).
+package fs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/internal/store"
+)
+
+// Store keeps blobs in dir/xx/<id>, where xx is the first two hex digits of the id.
+type Store struct {
+	dir string
+}
+
+// New opens (creating) the blob directory and removes temporary files a crash left behind.
+func New(dir string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o750); err != nil {
+		return nil, fmt.Errorf("blob dir: %w", err)
+	}
+	stale, _ := filepath.Glob(filepath.Join(dir, "tmp", "*"))
+	for _, f := range stale {
+		os.Remove(f)
+	}
+	return &Store{dir: dir}, nil
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func validID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
+}
+
+func (s *Store) path(id string) string { return filepath.Join(s.dir, id[:2], id) }
+
+// Put writes r to a new blob and returns only when it is durable. On a read error nothing is left behind.
+func (s *Store) Put(ctx context.Context, r io.Reader) (store.BlobRef, error) {
+	id := newID()
+	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), id+"-*")
+	if err != nil {
+		return store.BlobRef{}, fmt.Errorf("create blob: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	n, err := io.Copy(tmp, ctxReader{ctx, r})
+	if err != nil {
+		return store.BlobRef{}, fmt.Errorf("write blob: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return store.BlobRef{}, fmt.Errorf("sync blob: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return store.BlobRef{}, fmt.Errorf("close blob: %w", err)
+	}
+	dir := filepath.Join(s.dir, id[:2])
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return store.BlobRef{}, fmt.Errorf("blob fan-out dir: %w", err)
+		}
+		if err := syncDir(s.dir); err != nil {
+			return store.BlobRef{}, err
+		}
+	}
+	if err := os.Rename(tmp.Name(), s.path(id)); err != nil {
+		return store.BlobRef{}, fmt.Errorf("rename blob: %w", err)
+	}
+	done = true
+	if err := syncDir(dir); err != nil {
+		os.Remove(s.path(id))
+		return store.BlobRef{}, err
+	}
+	return store.BlobRef{ID: id, Size: n}, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open dir for sync: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Open returns the blob's bytes.
+func (s *Store) Open(ctx context.Context, id string) (io.ReadCloser, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("blob %q: %w", id, store.ErrNotFound)
+	}
+	f, err := os.Open(s.path(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s: %w", id, store.ErrNotFound)
+	}
+	return f, err
+}
+
+// Delete removes the blob.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	if !validID(id) {
+		return fmt.Errorf("blob %q: %w", id, store.ErrNotFound)
+	}
+	err := os.Remove(s.path(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("blob %s: %w", id, store.ErrNotFound)
+	}
+	return err
+}
+
+// List returns the ids of blobs last modified before olderThan.
+func (s *Store) List(ctx context.Context, olderThan time.Time) ([]string, error) {
+	var ids []string
+	err := filepath.WalkDir(s.dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == "tmp" {
+				return filepath.SkipDir
+			}
+			return ctx.Err()
+		}
+		if !validID(d.Name()) || !strings.HasPrefix(d.Name(), filepath.Base(filepath.Dir(p))) {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.ModTime().Before(olderThan) {
+			ids = append(ids, d.Name())
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// ctxReader stops a copy when ctx is cancelled (a shutdown must not wait on a stalled client forever).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,117 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are applied in order; each runs once, in its own transaction. Never edit one that has shipped:
+// append a new one.
+var migrations = []string{
+	`CREATE TABLE domains (
+		name TEXT PRIMARY KEY,
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE users (
+		id INTEGER PRIMARY KEY,
+		address TEXT NOT NULL UNIQUE,
+		domain TEXT NOT NULL REFERENCES domains(name),
+		password_hash TEXT NOT NULL,
+		quota_bytes INTEGER NOT NULL DEFAULT 0,
+		used_bytes INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL
+	);
+	CREATE INDEX users_domain ON users(domain);
+	CREATE TABLE aliases (
+		address TEXT PRIMARY KEY,
+		domain TEXT NOT NULL,
+		targets TEXT NOT NULL
+	);
+	CREATE INDEX aliases_domain ON aliases(domain);
+	CREATE TABLE access (
+		pattern TEXT PRIMARY KEY,
+		action TEXT NOT NULL
+	);
+	CREATE TABLE mailboxes (
+		id INTEGER PRIMARY KEY,
+		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		name TEXT NOT NULL,
+		uidvalidity INTEGER NOT NULL,
+		uidnext INTEGER NOT NULL DEFAULT 1,
+		highestmodseq INTEGER NOT NULL DEFAULT 1,
+		special_use TEXT NOT NULL DEFAULT '',
+		subscribed INTEGER NOT NULL DEFAULT 1,
+		UNIQUE (user_id, name)
+	);
+	CREATE TABLE messages (
+		id INTEGER PRIMARY KEY,
+		mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+		uid INTEGER NOT NULL,
+		blob_id TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		internal_date INTEGER NOT NULL,
+		flags TEXT NOT NULL DEFAULT '',
+		modseq INTEGER NOT NULL,
+		UNIQUE (mailbox_id, uid)
+	);
+	CREATE INDEX messages_blob ON messages(blob_id);
+	CREATE TABLE queue (
+		id TEXT PRIMARY KEY,
+		sender TEXT NOT NULL,
+		recipients TEXT NOT NULL,
+		blob_id TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		ret TEXT NOT NULL DEFAULT '',
+		envid TEXT NOT NULL DEFAULT '',
+		auth_user TEXT NOT NULL DEFAULT '',
+		attempts INTEGER NOT NULL DEFAULT 0,
+		next_attempt INTEGER NOT NULL,
+		last_error TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL
+	);
+	CREATE INDEX queue_next ON queue(next_attempt);
+	CREATE INDEX queue_blob ON queue(blob_id);`,
+}
+
+// migrate brings the schema to the newest version. Several processes may race here (server and CLI): the
+// version check and each migration run inside one IMMEDIATE transaction, so only one applies it.
+func migrate(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("sqlite: schema_version: %w", err)
+	}
+	for {
+		done, err := migrateOne(ctx, db)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func migrateOne(ctx context.Context, db *sql.DB) (done bool, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return false, fmt.Errorf("sqlite: read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return false, fmt.Errorf("sqlite: database schema %d is newer than this postern (%d): upgrade postern", v, len(migrations))
+	}
+	if v == len(migrations) {
+		return true, nil
+	}
+	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		return false, fmt.Errorf("sqlite: migration %d: %w", v+1, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM schema_version`); err != nil {
+		return false, fmt.Errorf("sqlite: migration %d: %w", v+1, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version VALUES (?)`, v+1); err != nil {
+		return false, fmt.Errorf("sqlite: migration %d: %w", v+1, err)
+	}
+	return false, tx.Commit()
+}
