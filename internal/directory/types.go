@@ -12,6 +12,6 @@ var ErrUnknownRecipient = errors.New("unknown recipient")
 
 // Resolution is where mail for one recipient goes after alias expansion.
 type Resolution struct {
-	Users  []store.User    // local mailboxes, deduplicated
+	Users  []store.User   // local mailboxes, deduplicated
 	Remote []mail.Address // remote addresses (alias targets outside local domains, or non-local recipients)
 }
