@@ -1,0 +1,204 @@
+// Package delivery takes an accepted message from a protocol server and commits it: local recipients get one
+// shared blob (with Return-Path) and a copy in their INBOX, remote recipients go into the durable outbound queue —
+// all in one atomic, durable store transaction, before the caller may answer 250.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/internal/directory"
+	"github.com/postern/postern/internal/mail"
+	"github.com/postern/postern/internal/maillog"
+	"github.com/postern/postern/internal/store"
+)
+
+// Resolver expands a recipient (implemented by *directory.Directory).
+type Resolver interface {
+	Resolve(ctx context.Context, rcpt mail.Address) (directory.Resolution, error)
+}
+
+// Store is what delivery needs of the store.
+type Store interface {
+	Blobs() store.BlobStore
+	Deliver(ctx context.Context, d *store.Delivery) error
+}
+
+// Options configure an Agent.
+type Options struct {
+	Directory Resolver
+	Store     Store
+	Hostname  string
+	MailLog   *maillog.Logger
+	Logger    *slog.Logger
+}
+
+// Agent delivers accepted messages.
+type Agent struct {
+	opts Options
+}
+
+// Error is a delivery failure with the SMTP reply it maps to (RFC 5321 4.2, RFC 3463).
+type Error struct {
+	Code     int
+	Enhanced string
+	Message  string
+	Err      error // the cause, for the log only
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%d %s %s: %v", e.Code, e.Enhanced, e.Message, e.Err)
+}
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports a 4xx failure.
+func (e *Error) Temporary() bool { return e.Code/100 == 4 }
+
+// New returns an Agent.
+func New(o Options) (*Agent, error) {
+	if o.Directory == nil || o.Store == nil {
+		return nil, errors.New("delivery: directory and store are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{opts: o}, nil
+}
+
+// plan is where one message goes.
+type plan struct {
+	users  []store.User
+	remote []store.OutboundRecipient
+}
+
+// Deliver reads body and commits it for every recipient of env. It returns nil only after the commit is durable.
+func (a *Agent) Deliver(ctx context.Context, env *mail.Envelope, body io.Reader) error {
+	p, err := a.plan(ctx, env)
+	if err != nil {
+		return err
+	}
+	if len(p.users) == 0 && len(p.remote) == 0 {
+		io.Copy(io.Discard, body)
+		return &Error{Code: 550, Enhanced: "5.1.1", Message: "No deliverable recipients", Err: directory.ErrUnknownRecipient}
+	}
+	blobs := a.opts.Store.Blobs()
+	d := &store.Delivery{QueueID: env.QueueID, InternalDate: env.ReceivedAt}
+	if d.InternalDate.IsZero() {
+		d.InternalDate = time.Now()
+	}
+	var written []string
+	cleanup := func() {
+		for _, id := range written {
+			blobs.Delete(context.WithoutCancel(ctx), id)
+		}
+	}
+	prefix := ""
+	if len(p.users) > 0 {
+		// RFC 5321 4.4: the final delivery adds Return-Path with the reverse-path.
+		prefix = "Return-Path: <" + env.From.String() + ">\r\n"
+	}
+	ref, err := blobs.Put(ctx, io.MultiReader(strings.NewReader(prefix), body))
+	if err != nil {
+		return &Error{Code: 451, Enhanced: "4.3.0", Message: "Error storing message", Err: err}
+	}
+	written = append(written, ref.ID)
+	d.Blob = ref
+	for _, u := range p.users {
+		d.Local = append(d.Local, store.LocalCopy{UserID: u.ID})
+	}
+	if len(p.remote) > 0 {
+		out, err := a.outbound(ctx, env, ref, len(prefix), p.remote)
+		if err != nil {
+			cleanup()
+			return err
+		}
+		written = append(written, out.BlobID)
+		d.Outbound = out
+	}
+	if err := a.opts.Store.Deliver(ctx, d); err != nil {
+		cleanup()
+		if errors.Is(err, store.ErrQuotaExceeded) {
+			return &Error{Code: 552, Enhanced: "5.2.2", Message: "Mailbox full", Err: err}
+		}
+		return &Error{Code: 451, Enhanced: "4.3.0", Message: "Error storing message", Err: err}
+	}
+	a.logDone(env, p, ref.Size)
+	return nil
+}
+
+// plan resolves every envelope recipient.
+func (a *Agent) plan(ctx context.Context, env *mail.Envelope) (plan, error) {
+	var p plan
+	seenUser, seenRemote := map[int64]bool{}, map[string]bool{}
+	for _, r := range env.Recipients {
+		res, err := a.opts.Directory.Resolve(ctx, r.Addr)
+		if errors.Is(err, directory.ErrUnknownRecipient) {
+			// The alias or user vanished between RCPT and the end of DATA.
+			a.opts.MailLog.Log(maillog.Event{QueueID: env.QueueID, Event: "rejected", From: env.From.String(), To: r.Addr.String(),
+				Status: "550 5.1.1", Detail: "recipient no longer exists"})
+			continue
+		}
+		if err != nil {
+			return p, &Error{Code: 451, Enhanced: "4.3.0", Message: "Temporary lookup failure", Err: err}
+		}
+		for _, u := range res.Users {
+			if !seenUser[u.ID] {
+				seenUser[u.ID] = true
+				p.users = append(p.users, u)
+			}
+		}
+		for _, x := range res.Remote {
+			if seenRemote[x.Key()] {
+				continue
+			}
+			seenRemote[x.Key()] = true
+			or := store.OutboundRecipient{Address: x.String(), Status: "queued", ORcpt: r.ORcpt}
+			if x.Key() == r.Addr.Key() {
+				or.Notify = r.Notify
+			} else if or.ORcpt == "" {
+				or.ORcpt = "rfc822;" + r.Addr.String() // RFC 3461 4.2: the original recipient of an expanded alias
+			}
+			p.remote = append(p.remote, or)
+		}
+	}
+	return p, nil
+}
+
+// outbound writes the queue copy (without Return-Path) from the stored local blob and builds the queue entry.
+func (a *Agent) outbound(ctx context.Context, env *mail.Envelope, local store.BlobRef, skip int, rcpts []store.OutboundRecipient) (*store.OutboundMessage, error) {
+	blobs := a.opts.Store.Blobs()
+	ref := local
+	if skip > 0 {
+		r, err := blobs.Open(ctx, local.ID)
+		if err != nil {
+			return nil, &Error{Code: 451, Enhanced: "4.3.0", Message: "Error storing message", Err: err}
+		}
+		defer r.Close()
+		if _, err := io.CopyN(io.Discard, r, int64(skip)); err != nil {
+			return nil, &Error{Code: 451, Enhanced: "4.3.0", Message: "Error storing message", Err: err}
+		}
+		if ref, err = blobs.Put(ctx, r); err != nil {
+			return nil, &Error{Code: 451, Enhanced: "4.3.0", Message: "Error storing message", Err: err}
+		}
+	}
+	return &store.OutboundMessage{
+		ID: env.QueueID, From: env.From.String(), Recipients: rcpts, BlobID: ref.ID, Size: ref.Size,
+		Ret: env.Ret, EnvID: env.EnvID, AuthUser: env.AuthUser, NextAttempt: time.Now(), CreatedAt: time.Now(),
+	}, nil
+}
+
+func (a *Agent) logDone(env *mail.Envelope, p plan, size int64) {
+	for _, u := range p.users {
+		a.opts.MailLog.Log(maillog.Event{QueueID: env.QueueID, Event: "delivered", From: env.From.String(), To: u.Address,
+			Size: size, Status: "250 2.0.0", Detail: "mailbox INBOX"})
+	}
+	for _, r := range p.remote {
+		a.opts.MailLog.Log(maillog.Event{QueueID: env.QueueID, Event: "queued", From: env.From.String(), To: r.Address,
+			Size: size, Status: "250 2.0.0", Detail: "outbound queue"})
+	}
+}
