@@ -1,0 +1,246 @@
+// Package smtpserver is Postern's SMTP server for the MX (25), submission (587) and submissions (465) services.
+//
+// The protocol engine is our own rather than emersion/go-smtp's server: Postern must control details that server
+// fixes for its callers — refusing data pipelined after STARTTLS (CVE-2011-0411 class), going on after an
+// over-long line instead of closing, 538 for AUTH before TLS (RFC 4954 4), 503 for commands out of order, an error
+// budget per session, bare-LF rejection (SMTP smuggling) and shutdown that lets a DATA in flight finish. go-smtp's
+// client, go-sasl's mechanisms and go-message stay in use.
+package smtpserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-sasl"
+
+	"github.com/postern/postern/internal/mail"
+	"github.com/postern/postern/internal/maillog"
+	"github.com/postern/postern/internal/store"
+)
+
+// Mode selects the service rules.
+type Mode int
+
+// The three SMTP services.
+const (
+	ModeMX          Mode = iota // port 25: mail for local domains; relay only when authenticated or allowed
+	ModeSubmission              // port 587: STARTTLS, then AUTH, then mail (RFC 6409)
+	ModeSubmissions             // port 465: implicit TLS (RFC 8314), the listener is a TLS listener
+)
+
+func (m Mode) String() string {
+	return [...]string{"smtp", "submission", "submissions"}[m]
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("smtpserver: server closed")
+
+// Directory answers recipient, sender and access questions (implemented by *directory.Directory).
+type Directory interface {
+	CheckRecipient(ctx context.Context, rcpt mail.Address) (local bool, err error)
+	Access(ctx context.Context, ip netip.Addr, keys ...string) (string, error)
+	MaySendAs(ctx context.Context, user store.User, from mail.Address) (bool, error)
+}
+
+// Authenticator offers SASL mechanisms (implemented by *auth.Service).
+type Authenticator interface {
+	SASL(ctx context.Context, ip netip.Addr, mech string, onSuccess func(store.User)) (sasl.Server, error)
+	Mechanisms() []string
+}
+
+// Deliverer commits an accepted message (implemented by *delivery.Agent).
+type Deliverer interface {
+	Deliver(ctx context.Context, env *mail.Envelope, body io.Reader) error
+}
+
+// Options configure a Server. Zero limits take the defaults noted.
+type Options struct {
+	Mode               Mode
+	Hostname           string
+	TLSConfig          *tls.Config // nil: no STARTTLS
+	AllowPlaintextAuth bool
+	MaxMessageBytes    int64         // default 50 MiB
+	MaxRecipients      int           // default 100
+	MaxConnections     int           // default 1000
+	MaxConnsPerIP      int           // default 20
+	MaxCommands        int           // per session; default 1000
+	MaxErrors          int           // bad commands per session; default 20
+	ReadTimeout        time.Duration // default 5m (RFC 5321 4.5.3.2)
+	Directory          Directory
+	Auth               Authenticator
+	Deliverer          Deliverer
+	MailLog            *maillog.Logger
+	Logger             *slog.Logger
+}
+
+// Server serves SMTP sessions.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	closing atomic.Bool
+	nextID  atomic.Uint64
+
+	mu        sync.Mutex // guards listeners, sessions, perIP, total
+	listeners map[net.Listener]bool
+	sessions  map[*session]bool
+	perIP     map[netip.Addr]int
+	total     int
+	wg        sync.WaitGroup // session goroutines
+}
+
+// New returns a Server.
+func New(o Options) (*Server, error) {
+	if o.Directory == nil || o.Auth == nil || o.Deliverer == nil {
+		return nil, errors.New("smtpserver: Directory, Auth and Deliverer are required")
+	}
+	if o.Hostname == "" {
+		return nil, errors.New("smtpserver: no hostname")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxRecipients, 100)
+	def(&o.MaxConnections, 1000)
+	def(&o.MaxConnsPerIP, 20)
+	def(&o.MaxCommands, 1000)
+	def(&o.MaxErrors, 20)
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 50 << 20
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 5 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{opts: o, log: o.Logger, listeners: map[net.Listener]bool{}, sessions: map[*session]bool{}, perIP: map[netip.Addr]int{}}, nil
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = true
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			if isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept", "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.admit(c)
+	}
+}
+
+// isTemporary keeps Serve retrying on errors such as EMFILE instead of ending (net/http does the same).
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	var ne net.Error
+	return errors.As(err, &t) && t.Temporary() || errors.As(err, &ne) && ne.Timeout()
+}
+
+// admit applies the connection limits (a listener-level decision, before any session exists) and starts a session.
+func (s *Server) admit(c net.Conn) {
+	ip := remoteIP(c)
+	s.mu.Lock()
+	reason := ""
+	switch {
+	case s.total >= s.opts.MaxConnections:
+		reason = "421 4.7.0 Too many connections, try again later"
+	case s.perIP[ip] >= s.opts.MaxConnsPerIP:
+		reason = "421 4.7.0 Too many connections from your IP"
+	}
+	if reason != "" {
+		s.mu.Unlock()
+		s.log.Warn("connection refused", "remote", ip.String(), "reason", reason)
+		go func() {
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "%s\r\n", reason)
+			c.Close()
+		}()
+		return
+	}
+	s.total++
+	s.perIP[ip]++
+	sess := newSession(s, c, ip)
+	s.sessions[sess] = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer s.release(sess, ip)
+		sess.serve()
+	}()
+}
+
+func (s *Server) release(sess *session, ip netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, sess)
+	s.total--
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// Shutdown stops accepting and interrupts idle sessions with 421; a DATA in progress may finish until ctx is done,
+// then every connection is closed. Nothing is acknowledged that was not committed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for sess := range s.sessions {
+		sess.interruptIfIdle()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.conn.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
