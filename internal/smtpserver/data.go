@@ -276,8 +276,12 @@ func (c *session) received(tx *transaction) string {
 			with += "A"
 		}
 	}
+	helo := c.helo
+	if helo == "" {
+		helo = "unknown"
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Postern) with %s id %s", sanitize(c.helo), c.ip, c.opts().Hostname, with, tx.env.QueueID)
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Postern) with %s id %s", sanitize(helo), c.ip, c.opts().Hostname, with, tx.env.QueueID)
 	if len(tx.env.Recipients) == 1 {
 		fmt.Fprintf(&b, "\r\n\tfor <%s>", tx.env.Recipients[0].Addr)
 	}

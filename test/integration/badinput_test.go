@@ -20,7 +20,7 @@ func mxSession(t *testing.T, s *server) *conn {
 // TestBadInput: each kind of bad input gets the right reply and the session goes on (or closes cleanly),
 // and nothing half-written is delivered.
 func TestBadInput(t *testing.T) {
-	s := newServer(t, serverOptions{smtpExtra: "max_recipients = 3\nmax_errors = 5\nmax_connections_per_ip = 4"})
+	s := newServer(t, serverOptions{smtpExtra: "max_recipients = 3\nmax_errors = 8\nmax_connections_per_ip = 4"})
 	s.addUser("bob@example.test", "bob-secret")
 
 	t.Run("long line", func(t *testing.T) {
@@ -117,7 +117,7 @@ func TestBadInput(t *testing.T) {
 				return
 			}
 		}
-		t.Fatal("no 421 after 10 bad commands with max_errors = 5")
+		t.Fatal("no 421 after 10 bad commands with max_errors = 8")
 	})
 	t.Run("connection flood", func(t *testing.T) {
 		var held []*conn
