@@ -41,7 +41,9 @@ func (a *Admin) RemoveDomain(ctx context.Context, name string) error {
 }
 
 // ListDomains lists local domains.
-func (a *Admin) ListDomains(ctx context.Context) ([]store.Domain, error) { return a.st.ListDomains(ctx) }
+func (a *Admin) ListDomains(ctx context.Context) ([]store.Domain, error) {
+	return a.st.ListDomains(ctx)
+}
 
 func (a *Admin) localAddress(ctx context.Context, address string) (mail.Address, error) {
 	addr, err := mail.ParseAddress(address)
@@ -101,7 +103,7 @@ func (a *Admin) AddAlias(ctx context.Context, address string, targets ...string)
 	if len(targets) == 0 {
 		return errors.New("an alias needs at least one target")
 	}
-	key := strings.ToLower(address)
+	var key string
 	if dom, ok := strings.CutPrefix(address, "@"); ok {
 		d, err := mail.NormalizeDomain(dom)
 		if err != nil {
@@ -154,7 +156,9 @@ func (a *Admin) AddAccess(ctx context.Context, pattern, action string) error {
 }
 
 // ListAccess lists the access table.
-func (a *Admin) ListAccess(ctx context.Context) ([]store.AccessRule, error) { return a.st.ListAccess(ctx) }
+func (a *Admin) ListAccess(ctx context.Context) ([]store.AccessRule, error) {
+	return a.st.ListAccess(ctx)
+}
 
 // RemoveAccess deletes an access rule.
 func (a *Admin) RemoveAccess(ctx context.Context, pattern string) error {
@@ -171,7 +175,9 @@ func (a *Admin) MailboxList(ctx context.Context, address string) ([]store.Mailbo
 }
 
 // QueueList lists the outbound queue.
-func (a *Admin) QueueList(ctx context.Context) ([]store.OutboundMessage, error) { return a.st.ListQueue(ctx) }
+func (a *Admin) QueueList(ctx context.Context) ([]store.OutboundMessage, error) {
+	return a.st.ListQueue(ctx)
+}
 
 // QueueShow returns one queue entry.
 func (a *Admin) QueueShow(ctx context.Context, id string) (store.OutboundMessage, error) {

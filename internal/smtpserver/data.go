@@ -18,9 +18,8 @@ import (
 )
 
 var (
-	errBareLF  = errors.New("bare LF or CR in message")
-	errTooBig  = errors.New("message too big")
-	errFromHdr = errors.New("From: header not owned by user")
+	errBareLF = errors.New("bare LF or CR in message")
+	errTooBig = errors.New("message too big")
 )
 
 // dotReader reads a DATA body: it removes dot-stuffing (RFC 5321 4.5.2), stops at <CRLF>.<CRLF>, and refuses bare
