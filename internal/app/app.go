@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/postern/postern/internal/auth"
 	"github.com/postern/postern/internal/config"
@@ -40,6 +41,14 @@ type App struct {
 	mailLog  *maillog.Logger
 	logFile  io.Closer
 	services []service
+
+	stopBG context.CancelFunc // stops background jobs
+	bg     sync.WaitGroup     // background jobs
+}
+
+// blobCollector is implemented by stores that can remove orphaned blobs.
+type blobCollector interface {
+	GCBlobs(ctx context.Context, olderThan time.Duration) (int, error)
 }
 
 // service is one protocol server bound to its listeners.
@@ -204,8 +213,38 @@ func closeAll(lns []net.Listener) {
 	}
 }
 
+// collectBlobs removes blobs orphaned by a crash between writing a blob and committing it: at start, then hourly.
+// An hour is far longer than the moment between a blob's rename and its commit.
+func (a *App) collectBlobs(ctx context.Context) {
+	gc, ok := a.store.(blobCollector)
+	if !ok {
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := gc.GCBlobs(ctx, time.Hour); err != nil && ctx.Err() == nil {
+			a.log.Warn("blob collection", "err", err)
+		} else if n > 0 {
+			a.log.Info("removed orphaned blobs", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Start serves every listener in the background.
 func (a *App) Start(ctx context.Context) error {
+	bgctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopBG = cancel
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		a.collectBlobs(bgctx)
+	}()
 	for _, svc := range a.services {
 		for _, ln := range svc.listeners {
 			a.log.Info("listening", "service", svc.name, "addr", ln.Addr().String())
@@ -247,6 +286,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	if a.stopBG != nil {
+		a.stopBG()
+	}
+	a.bg.Wait()
 	return errors.Join(append(errs, a.close())...)
 }
 

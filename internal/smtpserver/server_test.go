@@ -190,7 +190,9 @@ func (c *client) starttls() {
 	c.c, c.br = tc, bufio.NewReader(tc)
 }
 
-func plain(u, p string) string { return base64.StdEncoding.EncodeToString([]byte("\x00" + u + "\x00" + p)) }
+func plain(u, p string) string {
+	return base64.StdEncoding.EncodeToString([]byte("\x00" + u + "\x00" + p))
+}
 
 func TestMXTransaction(t *testing.T) {
 	f := newFixture(t, ModeMX, nil)

@@ -272,3 +272,44 @@ func TestMailboxList(t *testing.T) {
 		t.Fatalf("mailbox list --json:\n%s", js)
 	}
 }
+
+// TestOrphanBlobsCollected: a blob left by a crash between writing and committing is removed at start, while blobs
+// that messages reference stay.
+func TestOrphanBlobsCollected(t *testing.T) {
+	s := newServer(t, serverOptions{})
+	s.addUser("bob@example.test", "bob-secret")
+	if err := sendPlain(s.addr(s.ports.SMTP), "a@remote.example", "bob@example.test", "Subject: keep me\r\n\r\nx\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	s.stop()
+	orphanDir := filepath.Join(s.dir, "data", "blobs", "ab")
+	os.MkdirAll(orphanDir, 0o750)
+	orphan := filepath.Join(orphanDir, "ab"+strings.Repeat("0", 30))
+	if err := os.WriteFile(orphan, []byte("half a crash"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(orphan, old, old)
+	// Age the real blob too: being old must not get it collected.
+	filepath.Walk(filepath.Join(s.dir, "data", "blobs"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			os.Chtimes(p, old, old)
+		}
+		return nil
+	})
+	s.start()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(orphan); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("orphan blob not collected:\n%s", s.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.stop()
+	if !storedSubjects(t, s, "bob@example.test")["keep me"] {
+		t.Fatal("a referenced blob was collected")
+	}
+}
