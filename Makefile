@@ -1,56 +1,67 @@
-# Postern — see README.md. `make run` starts a demo server, `make test` runs every test.
-GO       ?= go
-VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
-BIN      := bin/postern
-STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
+# Postern. `make run` starts a demo server, `make test` runs every test (see README.md).
+GO          ?= go
+VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -X main.version=$(VERSION)
+BIN         := bin/postern
+RUNDIR      := run
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo "$$($(GO) env GOPATH)/bin/staticcheck")
+FUZZTIME    ?= 15s
+BENCHTIME   ?= 2s
 
-.PHONY: build run test unit integration lint fuzz bench clean
+.PHONY: build run test vet unit integration lint fuzz bench clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/postern
 
+# A demo instance under run/: unprivileged loopback ports, domain example.test, user demo@example.test.
 run: build
-	@if [ ! -f run/postern.toml ]; then \
-		$(BIN) init --dir run --hostname localhost --domain example.test --unprivileged >/dev/null && \
-		echo demo-password | $(BIN) -c run/postern.toml user add demo@example.test --password-stdin; \
+	@if [ ! -f $(RUNDIR)/postern.toml ]; then \
+		$(BIN) init --dir $(RUNDIR) --hostname localhost --domain example.test --unprivileged >/dev/null && \
+		echo demo-password | $(BIN) -c $(RUNDIR)/postern.toml user add demo@example.test --password-stdin; \
 	fi
-	@echo "Postern is starting with run/postern.toml (data in run/data, mail log in run/data/mail.log)."
+	@echo "Postern is starting with $(RUNDIR)/postern.toml (data in $(RUNDIR)/data, mail log $(RUNDIR)/data/mail.log)."
 	@echo "  demo user:    demo@example.test / demo-password"
-	@echo "  send mail:    swaks --server 127.0.0.1:2587 --tls --auth PLAIN --auth-user demo@example.test --auth-password demo-password --from demo@example.test --to demo@example.test"
-	@echo "  MX (port 25): swaks --server 127.0.0.1:2525 --from someone@example.net --to demo@example.test"
-	@echo "  TLS by hand:  openssl s_client -starttls smtp -connect 127.0.0.1:2587 -CAfile run/data/ca/ca.crt"
-	@echo "  see it:       $(BIN) -c run/postern.toml mailbox list demo@example.test"
+	@echo "  submit:       swaks --server 127.0.0.1:2587 --tls --auth PLAIN --auth-user demo@example.test --auth-password demo-password --from demo@example.test --to demo@example.test"
+	@echo "  MX (25):      swaks --server 127.0.0.1:2525 --from someone@example.net --to demo@example.test"
+	@echo "  TLS by hand:  openssl s_client -starttls smtp -connect 127.0.0.1:2587 -CAfile $(RUNDIR)/data/ca/ca.crt"
+	@echo "  mailboxes:    $(BIN) -c $(RUNDIR)/postern.toml mailbox list demo@example.test"
 	@echo "Stop with Ctrl-C."
-	exec $(BIN) -c run/postern.toml serve
+	exec $(BIN) -c $(RUNDIR)/postern.toml serve
 
-test: lint unit integration
+# Everything: vet, unit tests with the race detector, end-to-end tests against the real binary.
+test: vet unit integration
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./test/integration/...
 
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race ./...
 
 integration:
 	$(GO) test -tags integration -count=1 -timeout 15m ./test/integration/...
 
 lint:
-	@fmt=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
-		if [ -n "$$fmt" ]; then echo "gofmt needed:"; echo "$$fmt"; exit 1; fi
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./test/integration/...
-	@if [ -x "$(STATICCHECK)" ]; then $(STATICCHECK) ./... && $(STATICCHECK) -tags integration ./test/integration/...; \
-		elif [ "$$CI" = true ]; then echo "staticcheck missing in CI"; exit 1; \
-		else echo "staticcheck not installed; skipped"; fi
+	@if [ -x "$(STATICCHECK)" ]; then \
+		echo "$(STATICCHECK) ./..."; $(STATICCHECK) ./... && $(STATICCHECK) -tags integration ./test/integration/...; \
+	elif [ "$$CI" = true ]; then echo "staticcheck missing in CI"; exit 1; \
+	else echo "staticcheck not installed: skipped (go install honnef.co/go/tools/cmd/staticcheck@latest)"; fi
 
-# Each fuzz target runs for FUZZTIME.
-FUZZTIME ?= 15s
+# Every fuzz target (found with grep) for FUZZTIME each.
 fuzz:
-	@grep -rl --include='*_test.go' '^func Fuzz' internal | xargs -n1 dirname | sort -u | while read d; do \
-		for f in $$(grep -h '^func Fuzz' $$d/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
-			echo "== $$d $$f"; $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./$$d || exit 1; \
-		done; done
+	@grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do \
+		d=$$(dirname "$$f"); \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$f"); do \
+			echo "== $$d $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) "$$d" || exit 1; \
+		done; \
+	done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/store/sqlite/
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
 
 clean:
 	rm -rf bin

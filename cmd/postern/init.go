@@ -21,46 +21,46 @@ import (
 
 // configTemplate is the commented config `postern init` writes. Every key of config.Config appears with its default
 // (a test checks this). %[1]s hostname, %[2]s listen block.
-const configTemplate = `# Postern configuration. Every key shows its default; an unknown key is an error.
-# Reference: docs/config.md. Check it with: postern check
+const configTemplate = `# Postern configuration, written by postern init. Every key is listed with its default value; delete a line to
+# get the default, and note that an unknown key is an error. Validate with: postern -c THIS_FILE check
 
-hostname = %[1]q          # HELO/EHLO name, certificate name, Received: headers
-data_dir = "data"          # database, message blobs, CA, mail log; relative to this file
+hostname = %-15[1]q # HELO/EHLO name, certificate name, Received: headers
+data_dir = "data"          # database, message blobs, CA, certificates, mail log; relative to this file
 
 [listen]                   # each a list of "host:port"; [] disables the service
 %[2]s
 [tls]
-cert_file = ""             # PEM chain; empty: issued for hostname by the built-in CA (data_dir/ca)
-key_file = ""
+cert_file = ""             # PEM chain (leaf first); empty: issued for hostname by the built-in CA (data_dir/ca)
+key_file = ""              # PEM key of cert_file; set both or neither. SIGHUP re-reads them
 min_version = "1.2"        # "1.2" or "1.3"
 
 [auth]
 allow_plaintext = false    # true: accept passwords before TLS (closed networks only; loopback is NOT exempt)
 lockout_failures = 10      # failed logins from one IP within lockout_window ...
-lockout_window = "10m"
-lockout_duration = "15m"   # ... block authentication from it this long
+lockout_window = "10m"     # ... (durations: 90s, 10m, 2h, 7d) ...
+lockout_duration = "15m"   # ... block authentication from that IP this long
 
 [database]
 driver = "sqlite"          # "sqlite" (embedded); "postgres" and "mysql" are planned
 dsn = ""                   # empty with sqlite: <data_dir>/postern.db
 
 [dns]
-resolver = ""              # "host:port" of the DNS server to use; empty: system resolver
+resolver = ""              # "host:port" of the DNS server to use; empty: the system resolver
 
 [delivery]
 remote_port = 25           # port used to reach MX hosts
-max_message_size = "50MiB"
-group_commit = true        # concurrent deliveries share one durable commit
+max_message_size = "50MiB" # SIZE limit; bigger messages get 552 5.3.4
+group_commit = true        # concurrent deliveries share one durable commit (faster, equally safe)
 
 [smtp]
 max_recipients = 100       # per message; more get 452 4.5.3
-max_connections_per_ip = 20
-max_connections = 1000
-max_commands = 1000        # per session
-max_errors = 20            # bad commands per session before 421
-read_timeout = "5m"        # RFC 5321 4.5.3.2
-shutdown_grace = "10s"     # time sessions in flight get on SIGTERM
-banner = ""
+max_connections_per_ip = 20 # concurrent sessions from one client address
+max_connections = 1000     # concurrent sessions in all
+max_commands = 1000        # per session, before 421
+max_errors = 20            # bad commands per session, before 421
+read_timeout = "5m"        # idle time before a session is dropped (RFC 5321 4.5.3.2: at least 5 minutes)
+shutdown_grace = "10s"     # time sessions in flight get on SIGTERM before they are tempfailed
+banner = ""                # text after the hostname in the 220 greeting
 mail_log = ""              # one line per message event; "" = <data_dir>/mail.log, "-" = stderr
 
 [log]
@@ -69,30 +69,31 @@ format = "text"            # text or json
 
 [antivirus]
 clamd = ""                 # "tcp:127.0.0.1:3310" or "unix:/run/clamav/clamd.ctl"; empty: off
-on_error = "tempfail"      # or "accept"
+on_error = "tempfail"      # when clamd fails: "tempfail" (451) or "accept"
 
 [antispam]
-dnsbl = []
-spamd = ""
-rspamd = ""
-milter = []
-greylist = false
-junk_score = 5.0
-reject_score = 15.0
+dnsbl = []                 # DNSBL zones to query, e.g. ["zen.spamhaus.org"]
+spamd = ""                 # "host:port" of SpamAssassin's spamd; empty: off
+rspamd = ""                # base URL of rspamd; empty: off
+milter = []                # "tcp:host:port" or "unix:/path"
+greylist = false           # greylist unknown (client, sender, recipient) triples
+junk_score = 5.0           # at or above: file into Junk
+reject_score = 15.0        # at or above: 554 at DATA
 `
 
+// listenBlock returns the [listen] keys: the standard ports, or with unprivileged the loopback ports `make run`
+// uses (no root needed).
 func listenBlock(unprivileged bool) string {
-	type svc struct{ name, std, dev string }
-	rows := []svc{
-		{"smtp", `[":25"]`, `["127.0.0.1:2525"]`},
-		{"submission", `[":587"]`, `["127.0.0.1:2587"]`},
-		{"submissions", `[":465"]`, `["127.0.0.1:2465"]`},
-		{"imap", `[":143"]`, `["127.0.0.1:2143"]`},
-		{"imaps", `[":993"]`, `["127.0.0.1:2993"]`},
-		{"pop3", `[":110"]`, `["127.0.0.1:2110"]`},
-		{"pop3s", `[":995"]`, `["127.0.0.1:2995"]`},
-		{"pop2", `[]`, `[]`},
-		{"http", `[":8080"]`, `["127.0.0.1:8080"]`},
+	rows := []struct{ name, std, dev, comment string }{
+		{"smtp", `[":25"]`, `["127.0.0.1:2525"]`, "MX: STARTTLS offered, AUTH only after TLS"},
+		{"submission", `[":587"]`, `["127.0.0.1:2587"]`, "STARTTLS, then AUTH, then mail"},
+		{"submissions", `[":465"]`, `["127.0.0.1:2465"]`, "implicit TLS; AUTH required"},
+		{"imap", `[":143"]`, `["127.0.0.1:2143"]`, "IMAP with STARTTLS (coming)"},
+		{"imaps", `[":993"]`, `["127.0.0.1:2993"]`, "IMAP over implicit TLS (coming)"},
+		{"pop3", `[":110"]`, `["127.0.0.1:2110"]`, "POP3 with STLS (coming)"},
+		{"pop3s", `[":995"]`, `["127.0.0.1:2995"]`, "POP3 over implicit TLS (coming)"},
+		{"pop2", `[]`, `[]`, "legacy RFC 937, off by default"},
+		{"http", `[":8080"]`, `["127.0.0.1:8080"]`, "web admin, autoconfig, metrics (coming)"},
 	}
 	var b strings.Builder
 	for _, r := range rows {
@@ -100,67 +101,102 @@ func listenBlock(unprivileged bool) string {
 		if unprivileged {
 			v = r.dev
 		}
-		fmt.Fprintf(&b, "%-11s = %s\n", r.name, v)
+		fmt.Fprintf(&b, "%-11s = %-18s # %s\n", r.name, v, r.comment)
 	}
 	return b.String()
 }
 
+// configText returns the commented config `postern init` writes.
+func configText(hostname string, unprivileged bool) string {
+	return fmt.Sprintf(configTemplate, hostname, listenBlock(unprivileged))
+}
+
+// writeConfig writes dir/postern.toml (dir is created), refusing to replace an existing file: it may hold an
+// admin's edits. The file appears whole or not at all.
+func writeConfig(dir, hostname string, unprivileged bool) (string, error) {
+	path := filepath.Join(dir, "postern.toml")
+	if _, err := os.Stat(path); err == nil {
+		return "", fmt.Errorf("%s exists; not overwriting it", path)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	tmp := path + ".new"
+	if err := pki.WriteFile(tmp, []byte(configText(hostname, unprivileged)), 0o640); err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp)
+	// Link, unlike Rename, fails when the target exists: no race with another init.
+	if err := os.Link(tmp, path); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return path, pki.SyncDir(dir)
+}
+
+// initOptions are the flags of `postern init`.
+type initOptions struct {
+	dir, hostname, domain string
+	unprivileged          bool
+}
+
 func (c *cli) initCmd() *cobra.Command {
-	var dir, hostname, domain string
-	var unprivileged bool
+	var o initOptions
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "write a config, data dir, CA and certificate; print next steps",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if hostname == "" {
-				hostname = config.Default().Hostname
-			}
-			path := filepath.Join(dir, "postern.toml")
-			if _, err := os.Stat(path); err == nil {
-				return fmt.Errorf("%s exists; not overwriting it", path)
-			}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return err
-			}
-			if err := pki.WriteFile(path, []byte(fmt.Sprintf(configTemplate, hostname, listenBlock(unprivileged))), 0o640); err != nil {
-				return err
-			}
-			cfg, err := config.Load(path)
-			if err != nil {
-				return fmt.Errorf("the written config does not load: %w", err)
-			}
-			min, _ := cfg.TLS.Version()
-			if _, err := tlsmgr.New(tlsmgr.Options{DataDir: cfg.DataDir, Hostname: cfg.Hostname, MinVersion: min}); err != nil {
-				return err
-			}
-			ctx := context.Background()
-			st, err := app.OpenStore(ctx, cfg, slog.New(slog.DiscardHandler))
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if domain != "" {
-				if err := admin.New(st).AddDomain(ctx, domain); err != nil && !errors.Is(err, store.ErrExists) {
-					return err
-				}
-			}
-			fmt.Fprintf(c.stdout, "Wrote %s and %s (database, CA, certificate).\nNext steps:\n", path, cfg.DataDir)
-			if domain == "" {
-				domain = "example.org"
-				fmt.Fprintf(c.stdout, "  postern -c %s domain add %s\n", path, domain)
-			}
-			fmt.Fprintf(c.stdout, "  postern -c %s user add postmaster@%s\n  postern -c %s check\n  postern -c %s serve\n",
-				path, domain, path, path)
-			fmt.Fprintf(c.stdout, "Clients should trust %s\n", filepath.Join(cfg.DataDir, "ca", "ca.crt"))
-			return nil
-		},
+		RunE:  func(*cobra.Command, []string) error { return c.runInit(context.Background(), o) },
 	}
-	cmd.Flags().StringVar(&dir, "dir", ".", "directory for postern.toml and data/")
-	cmd.Flags().StringVar(&hostname, "hostname", "", "mail host name (default: this machine's name)")
-	cmd.Flags().StringVar(&domain, "domain", "", "first local domain to add")
-	cmd.Flags().BoolVar(&unprivileged, "unprivileged", false, "listen on 127.0.0.1 with ports 2525, 2587, 2465, 2143, 2993, 2110, 2995, 8080")
+	cmd.Flags().StringVar(&o.dir, "dir", ".", "directory for postern.toml and data/")
+	cmd.Flags().StringVar(&o.hostname, "hostname", "", "mail host name (default: this machine's name)")
+	cmd.Flags().StringVar(&o.domain, "domain", "", "first local domain to add")
+	cmd.Flags().BoolVar(&o.unprivileged, "unprivileged", false,
+		"listen on 127.0.0.1 ports 2525, 2587, 2465, 2143, 2993, 2110, 2995 and 8080 (no root needed)")
 	return cmd
+}
+
+func (c *cli) runInit(ctx context.Context, o initOptions) error {
+	if o.hostname == "" {
+		o.hostname = config.Default().Hostname
+	}
+	path, err := writeConfig(o.dir, o.hostname, o.unprivileged)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return fmt.Errorf("the written config does not load (a bug; please report it): %w", err)
+	}
+	minTLS, _ := cfg.TLS.Version()
+	if _, err := tlsmgr.New(tlsmgr.Options{DataDir: cfg.DataDir, Hostname: cfg.Hostname, MinVersion: minTLS}); err != nil {
+		return err
+	}
+	st, err := app.OpenStore(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if o.domain != "" {
+		if err := admin.New(st).AddDomain(ctx, o.domain); err != nil && !errors.Is(err, store.ErrExists) {
+			return err
+		}
+	}
+	c.printNextSteps(path, cfg, o.domain)
+	return nil
+}
+
+func (c *cli) printNextSteps(path string, cfg *config.Config, domain string) {
+	w := c.stdout
+	fmt.Fprintf(w, "Wrote %s and %s (database, CA, certificate for %s).\nNext steps:\n", path, cfg.DataDir, cfg.Hostname)
+	if domain == "" {
+		domain = "example.org"
+		fmt.Fprintf(w, "  postern -c %s domain add %s\n", path, domain)
+	}
+	fmt.Fprintf(w, "  postern -c %s user add postmaster@%s\n", path, domain)
+	fmt.Fprintf(w, "  postern -c %s check\n", path)
+	fmt.Fprintf(w, "  postern -c %s serve\n", path)
+	fmt.Fprintf(w, "Mail clients should trust the built-in CA: %s (postern ca cert prints it).\n",
+		filepath.Join(cfg.DataDir, "ca", "ca.crt"))
 }
 
 func (c *cli) checkCmd() *cobra.Command {
@@ -173,8 +209,9 @@ func (c *cli) checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			min, _ := cfg.TLS.Version()
-			m, err := tlsmgr.New(tlsmgr.Options{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, DataDir: cfg.DataDir, Hostname: cfg.Hostname, MinVersion: min})
+			minTLS, _ := cfg.TLS.Version()
+			m, err := tlsmgr.New(tlsmgr.Options{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile,
+				DataDir: cfg.DataDir, Hostname: cfg.Hostname, MinVersion: minTLS})
 			if err != nil {
 				return err
 			}
@@ -185,7 +222,9 @@ func (c *cli) checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st.Close()
+			if err := st.Close(); err != nil {
+				return fmt.Errorf("close store: %w", err)
+			}
 			fmt.Fprintln(c.stdout, "ok")
 			return nil
 		},

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -18,7 +16,7 @@ import (
 func tomlKeys(t reflect.Type, prefix string) []string {
 	var keys []string
 	for i := 0; i < t.NumField(); i++ {
-		tag := t.Field(i).Tag.Get("toml")
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
 		if tag == "" || tag == "-" {
 			continue
 		}
@@ -31,13 +29,22 @@ func tomlKeys(t reflect.Type, prefix string) []string {
 	return keys
 }
 
-// TestConfigTemplateCoversEveryKey fails when a config key is added without documenting it in `postern init`'s file,
-// and checks that the template's values are the defaults.
-func TestConfigTemplateCoversEveryKey(t *testing.T) {
+// TestWrittenConfigCoversEveryKey fails when a key is added to config.Config without adding it, with its default
+// and a comment, to the file `postern init` writes; and when that file does not load or its values drift from
+// config.Default().
+func TestWrittenConfigCoversEveryKey(t *testing.T) {
+	t.Parallel()
+	if len(tomlKeys(reflect.TypeOf(config.Config{}), "")) < 40 {
+		t.Fatal("tomlKeys found too few keys: the reflection is broken")
+	}
 	for _, unpriv := range []bool{false, true} {
-		text := fmt.Sprintf(configTemplate, "mail.example.org", listenBlock(unpriv))
+		dir := filepath.Join(t.TempDir(), "etc")
+		path, err := writeConfig(dir, "mail.example.org", unpriv)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var raw map[string]any
-		md, err := toml.Decode(text, &raw)
+		md, err := toml.DecodeFile(path, &raw)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,23 +54,47 @@ func TestConfigTemplateCoversEveryKey(t *testing.T) {
 		}
 		for _, k := range tomlKeys(reflect.TypeOf(config.Config{}), "") {
 			if !have[k] {
-				t.Errorf("config key %s is missing from the init template", k)
+				t.Errorf("config key %s is missing from the file postern init writes", k)
 			}
 		}
-		dir := t.TempDir()
-		path := filepath.Join(dir, "postern.toml")
-		os.WriteFile(path, []byte(text), 0o644)
 		cfg, err := config.Load(path)
 		if err != nil {
-			t.Fatalf("template does not load: %v", err)
+			t.Fatalf("written config does not load: %v", err)
+		}
+		if want := filepath.Join(dir, "data"); cfg.DataDir != want {
+			t.Errorf("data_dir resolves to %s, want %s", cfg.DataDir, want)
 		}
 		def := config.Default()
-		def.Hostname, def.DataDir, def.Path, def.Listen = cfg.Hostname, cfg.DataDir, cfg.Path, cfg.Listen
+		def.Hostname, def.DataDir, def.Path = "mail.example.org", cfg.DataDir, cfg.Path
+		if unpriv {
+			def.Listen = config.Listen{
+				SMTP: []string{"127.0.0.1:2525"}, Submission: []string{"127.0.0.1:2587"},
+				Submissions: []string{"127.0.0.1:2465"}, IMAP: []string{"127.0.0.1:2143"},
+				IMAPS: []string{"127.0.0.1:2993"}, POP3: []string{"127.0.0.1:2110"},
+				POP3S: []string{"127.0.0.1:2995"}, POP2: []string{}, HTTP: []string{"127.0.0.1:8080"},
+			}
+		}
 		if !reflect.DeepEqual(cfg, def) {
-			t.Errorf("template values differ from config.Default():\n%+v\n%+v", cfg, def)
+			t.Errorf("unprivileged=%v: written values differ from config.Default():\n got %+v\nwant %+v", unpriv, cfg, def)
+		}
+		if _, err := writeConfig(dir, "other", unpriv); err == nil {
+			t.Error("writeConfig replaced an existing config")
+		}
+		ents, _ := os.ReadDir(dir)
+		if len(ents) != 1 {
+			t.Errorf("config dir holds %d entries, want only postern.toml", len(ents))
 		}
 	}
-	if !regexp.MustCompile(`smtp\s+= \["127.0.0.1:2525"\]`).MatchString(listenBlock(true)) || !strings.Contains(listenBlock(false), `[":25"]`) {
-		t.Errorf("listen block:\n%s\n%s", listenBlock(true), listenBlock(false))
+}
+
+// TestWrittenConfigIsCommented: every key line of the file carries a comment, so the file explains itself.
+func TestWrittenConfigIsCommented(t *testing.T) {
+	t.Parallel()
+	for _, unpriv := range []bool{false, true} {
+		for i, l := range strings.Split(configText("h", unpriv), "\n") {
+			if strings.Contains(l, " = ") && !strings.Contains(l, "# ") {
+				t.Errorf("line %d has no comment: %q", i+1, l)
+			}
+		}
 	}
 }

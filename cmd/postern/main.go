@@ -1,5 +1,6 @@
 // Command postern is the whole mail system in one binary: `postern serve` runs it, the other subcommands manage
-// it. This file is thin on purpose: the work lives in internal/app and internal/admin.
+// it. This package is thin on purpose: flags, signals and output; the work lives in internal/app, internal/admin,
+// internal/pki and internal/tlsmgr.
 package main
 
 import (
@@ -18,29 +19,42 @@ import (
 	"github.com/postern/postern/internal/admin"
 	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/internal/config"
-	"github.com/postern/postern/internal/store"
 )
 
-var version = "dev" // set with -ldflags "-X main.version=..."
+// version is set at build time: go build -ldflags "-X main.version=...".
+var version = "dev"
 
-// cli carries the global flags to the subcommands.
+// cli carries the global flags and the process's streams to the subcommands.
 type cli struct {
 	configPath string
 	stdin      io.Reader
 	stdout     io.Writer
+	stderr     io.Writer
 }
 
 func main() {
-	c := &cli{stdin: os.Stdin, stdout: os.Stdout}
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit status: errors are reported as "postern: <one line>".
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := c.root()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintf(os.Stderr, "postern: %s\n", oneLine(err))
-		os.Exit(1)
+		fmt.Fprintf(stderr, "postern: %s\n", oneLine(err))
+		return 1
 	}
+	return 0
 }
 
 // oneLine keeps error reports on one line, as `postern check` promises.
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
 
 func (c *cli) root() *cobra.Command {
 	root := &cobra.Command{
@@ -49,21 +63,27 @@ func (c *cli) root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVarP(&c.configPath, "config", "c", "", "config file (default "+config.DefaultPath+", then ./"+config.FallbackPath+")")
+	root.PersistentFlags().StringVarP(&c.configPath, "config", "c", "",
+		"config file (default "+config.DefaultPath+", then ./"+config.FallbackPath+")")
 	root.AddCommand(c.serveCmd(), c.initCmd(), c.checkCmd(), c.domainCmd(), c.userCmd(), c.aliasCmd(), c.accessCmd(),
-		c.mailboxCmd(), c.queueCmd(), c.caCmd(), &cobra.Command{
-			Use: "version", Short: "print the version", Args: cobra.NoArgs,
-			Run: func(cmd *cobra.Command, _ []string) { fmt.Fprintln(c.stdout, "postern", version) },
-		})
+		c.mailboxCmd(), c.queueCmd(), c.caCmd(), c.versionCmd())
 	return root
 }
 
-// loadConfig reads the config file.
+func (c *cli) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "version", Short: "print the version", Args: cobra.NoArgs,
+		Run: func(*cobra.Command, []string) { fmt.Fprintln(c.stdout, "postern", version) },
+	}
+}
+
+// loadConfig reads the config file named by -c, or the default one.
 func (c *cli) loadConfig() (*config.Config, error) {
 	return config.Load(config.Find(c.configPath))
 }
 
-// withAdmin opens the store of the config and runs fn with an Admin on it.
+// withAdmin loads the config, opens its store (creating the data directory and database, and migrating the
+// schema, when needed) and runs fn with an Admin on it.
 func (c *cli) withAdmin(fn func(ctx context.Context, a *admin.Admin) error) error {
 	cfg, err := c.loadConfig()
 	if err != nil {
@@ -74,48 +94,41 @@ func (c *cli) withAdmin(fn func(ctx context.Context, a *admin.Admin) error) erro
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	return fn(ctx, admin.New(st))
+	err = fn(ctx, admin.New(st))
+	if cerr := st.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close store: %w", cerr)
+	}
+	return err
 }
 
-// readPassword reads one line from stdin (--password-stdin) or prompts without echo on a terminal.
+// readPassword reads one line from stdin (--password-stdin), or prompts twice without echo on a terminal.
 func (c *cli) readPassword(fromStdin bool) (string, error) {
 	if fromStdin {
 		line, err := bufio.NewReader(c.stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
-			return "", err
+			return "", fmt.Errorf("read password: %w", err)
 		}
 		return strings.TrimRight(line, "\r\n"), nil
 	}
-	fd := int(os.Stdin.Fd())
-	if !term.IsTerminal(fd) {
+	f, ok := c.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return "", errors.New("no terminal to ask for the password: use --password-stdin")
 	}
-	fmt.Fprint(os.Stderr, "Password: ")
+	fd := int(f.Fd())
+	fmt.Fprint(c.stderr, "Password: ")
 	pw, err := term.ReadPassword(fd)
-	fmt.Fprintln(os.Stderr)
+	fmt.Fprintln(c.stderr)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("read password: %w", err)
 	}
-	fmt.Fprint(os.Stderr, "Again: ")
+	fmt.Fprint(c.stderr, "Again: ")
 	again, err := term.ReadPassword(fd)
-	fmt.Fprintln(os.Stderr)
+	fmt.Fprintln(c.stderr)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("read password: %w", err)
 	}
 	if string(pw) != string(again) {
-		return "", errors.New("passwords do not match")
+		return "", errors.New("the passwords do not match")
 	}
 	return string(pw), nil
-}
-
-// notFoundHint turns store.ErrNotFound into a plain message.
-func notFoundHint(err error, what string) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("%s not found", what)
-	}
-	if errors.Is(err, store.ErrExists) {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	return err
 }

@@ -31,7 +31,7 @@ func (c *cli) domainCmd() *cobra.Command {
 	return group("domain", "manage local domains",
 		&cobra.Command{Use: "add DOMAIN", Short: "add a local domain", Args: cobra.ExactArgs(1),
 			RunE: c.run(func(ctx context.Context, a *admin.Admin, args []string) error {
-				return notFoundHint(a.AddDomain(ctx, args[0]), "domain "+args[0])
+				return a.AddDomain(ctx, args[0])
 			})},
 		&cobra.Command{Use: "list", Short: "list local domains", Args: cobra.NoArgs,
 			RunE: c.run(func(ctx context.Context, a *admin.Admin, _ []string) error {
@@ -43,7 +43,7 @@ func (c *cli) domainCmd() *cobra.Command {
 			})},
 		&cobra.Command{Use: "rm DOMAIN", Short: "remove a domain that has no users or aliases", Args: cobra.ExactArgs(1),
 			RunE: c.run(func(ctx context.Context, a *admin.Admin, args []string) error {
-				return notFoundHint(a.RemoveDomain(ctx, args[0]), "domain "+args[0])
+				return a.RemoveDomain(ctx, args[0])
 			})},
 	)
 }
@@ -65,7 +65,7 @@ func (c *cli) userCmd() *cobra.Command {
 				return err
 			}
 			_, err = a.AddUser(ctx, args[0], pw, q)
-			return notFoundHint(err, "user "+args[0])
+			return err
 		})}
 	add.Flags().BoolVar(&stdin, "password-stdin", false, "read the password from standard input")
 	add.Flags().StringVar(&quota, "quota", "", "mailbox quota, e.g. 1GiB (default: unlimited)")
@@ -76,7 +76,7 @@ func (c *cli) userCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return notFoundHint(a.SetPassword(ctx, args[0], pw), "user "+args[0])
+			return a.SetPassword(ctx, args[0], pw)
 		})}
 	passwd.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from standard input")
 	return group("user", "manage users", add, passwd,
@@ -100,7 +100,7 @@ func (c *cli) userCmd() *cobra.Command {
 			})},
 		&cobra.Command{Use: "rm ADDRESS", Short: "remove a user and their mail", Args: cobra.ExactArgs(1),
 			RunE: c.run(func(ctx context.Context, a *admin.Admin, args []string) error {
-				return notFoundHint(a.RemoveUser(ctx, args[0]), "user "+args[0])
+				return a.RemoveUser(ctx, args[0])
 			})},
 	)
 }
@@ -121,7 +121,7 @@ func (c *cli) aliasCmd() *cobra.Command {
 			})},
 		&cobra.Command{Use: "rm ADDRESS", Short: "remove an alias", Args: cobra.ExactArgs(1),
 			RunE: c.run(func(ctx context.Context, a *admin.Admin, args []string) error {
-				return notFoundHint(a.RemoveAlias(ctx, args[0]), "alias "+args[0])
+				return a.RemoveAlias(ctx, args[0])
 			})},
 	)
 }
@@ -142,7 +142,7 @@ func (c *cli) accessCmd() *cobra.Command {
 			})},
 		&cobra.Command{Use: "rm PATTERN", Short: "remove a rule", Args: cobra.ExactArgs(1),
 			RunE: c.run(func(ctx context.Context, a *admin.Admin, args []string) error {
-				return notFoundHint(a.RemoveAccess(ctx, args[0]), "access rule "+args[0])
+				return a.RemoveAccess(ctx, args[0])
 			})},
 	)
 }
@@ -153,7 +153,7 @@ func (c *cli) mailboxCmd() *cobra.Command {
 		RunE: c.run(func(ctx context.Context, a *admin.Admin, args []string) error {
 			mbs, err := a.MailboxList(ctx, args[0])
 			if err != nil {
-				return notFoundHint(err, "user "+args[0])
+				return err
 			}
 			if asJSON {
 				type row struct {
@@ -197,7 +197,7 @@ func (c *cli) queueCmd() *cobra.Command {
 			RunE: c.run(func(ctx context.Context, a *admin.Admin, args []string) error {
 				m, err := a.QueueShow(ctx, args[0])
 				if err != nil {
-					return notFoundHint(err, "queue id "+args[0])
+					return err
 				}
 				enc := json.NewEncoder(c.stdout)
 				enc.SetIndent("", "  ")
@@ -207,11 +207,11 @@ func (c *cli) queueCmd() *cobra.Command {
 			RunE: c.run(func(ctx context.Context, a *admin.Admin, _ []string) error { return a.QueueFlush(ctx) })},
 		&cobra.Command{Use: "retry ID", Short: "retry one message now", Args: cobra.ExactArgs(1),
 			RunE: c.run(func(ctx context.Context, a *admin.Admin, args []string) error {
-				return notFoundHint(a.QueueRetry(ctx, args[0]), "queue id "+args[0])
+				return a.QueueRetry(ctx, args[0])
 			})},
 		&cobra.Command{Use: "rm ID", Short: "delete a queued message", Args: cobra.ExactArgs(1),
 			RunE: c.run(func(ctx context.Context, a *admin.Admin, args []string) error {
-				return notFoundHint(a.QueueRemove(ctx, args[0]), "queue id "+args[0])
+				return a.QueueRemove(ctx, args[0])
 			})},
 	)
 }

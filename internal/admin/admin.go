@@ -1,11 +1,13 @@
 // Package admin holds the management operations behind the CLI (and later the web admin): validation and
-// normalization on top of the store, so every front end applies the same rules.
+// normalization on top of the store, so every front end applies the same rules and stores the same forms
+// (addresses as mail.Address.Key, domains in lower-case A-label form, access actions upper-case).
 package admin
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/postern/postern/internal/auth"
@@ -19,21 +21,51 @@ type Admin struct {
 	st store.Store
 }
 
-// New returns an Admin.
+// New returns an Admin working on st.
 func New(st store.Store) *Admin { return &Admin{st: st} }
+
+// domainName normalizes a domain given by an admin; address literals are not domains.
+func domainName(name string) (string, error) {
+	d, err := mail.NormalizeDomain(strings.TrimSpace(name))
+	if err != nil || strings.HasPrefix(d, "[") {
+		return "", fmt.Errorf("%q is not a domain name", name)
+	}
+	return d, nil
+}
+
+// addressKey parses an address and returns its lookup form (lower-case local part, A-label domain).
+func addressKey(address string) (string, error) {
+	a, err := mail.ParseAddress(strings.TrimSpace(address))
+	if err != nil {
+		return "", err
+	}
+	return a.Key(), nil
+}
+
+// mustBeLocal fails with the command to run when domain is not a local domain.
+func (a *Admin) mustBeLocal(ctx context.Context, domain string) error {
+	ok, err := a.st.HasDomain(ctx, domain)
+	if err != nil {
+		return fmt.Errorf("look up domain %s: %w", domain, err)
+	}
+	if !ok {
+		return fmt.Errorf("domain %s is not local: run postern domain add %s", domain, domain)
+	}
+	return nil
+}
 
 // AddDomain adds a local domain (IDN names are stored in A-label form).
 func (a *Admin) AddDomain(ctx context.Context, name string) error {
-	d, err := mail.NormalizeDomain(name)
-	if err != nil || strings.HasPrefix(d, "[") {
-		return fmt.Errorf("%q is not a domain name", name)
+	d, err := domainName(name)
+	if err != nil {
+		return err
 	}
 	return a.st.AddDomain(ctx, d)
 }
 
-// RemoveDomain removes a domain without users or aliases.
+// RemoveDomain removes a domain that has no users or aliases left.
 func (a *Admin) RemoveDomain(ctx context.Context, name string) error {
-	d, err := mail.NormalizeDomain(name)
+	d, err := domainName(name)
 	if err != nil {
 		return err
 	}
@@ -45,96 +77,141 @@ func (a *Admin) ListDomains(ctx context.Context) ([]store.Domain, error) {
 	return a.st.ListDomains(ctx)
 }
 
-func (a *Admin) localAddress(ctx context.Context, address string) (mail.Address, error) {
-	addr, err := mail.ParseAddress(address)
-	if err != nil {
-		return addr, err
-	}
-	ok, err := a.st.HasDomain(ctx, addr.Domain)
-	if err != nil {
-		return addr, err
-	}
-	if !ok {
-		return addr, fmt.Errorf("domain %s is not local: run postern domain add %s", addr.Domain, addr.Domain)
-	}
-	return addr, nil
-}
-
-// AddUser creates a user with an argon2id password hash.
+// AddUser creates a user of a local domain with a hashed password (auth.HashPassword: argon2id) and a quota in
+// bytes (0: unlimited). The store creates the default mailboxes.
 func (a *Admin) AddUser(ctx context.Context, address, password string, quota int64) (store.User, error) {
-	addr, err := a.localAddress(ctx, address)
+	addr, err := mail.ParseAddress(strings.TrimSpace(address))
 	if err != nil {
 		return store.User{}, err
 	}
-	if password == "" {
-		return store.User{}, errors.New("empty password")
+	if err := a.mustBeLocal(ctx, addr.Domain); err != nil {
+		return store.User{}, err
 	}
-	hash, err := auth.HashPassword(password)
+	if quota < 0 {
+		return store.User{}, fmt.Errorf("quota %d: must not be negative", quota)
+	}
+	hash, err := hashPassword(password)
 	if err != nil {
 		return store.User{}, err
 	}
 	return a.st.AddUser(ctx, store.User{Address: addr.Key(), PasswordHash: hash, QuotaBytes: quota})
 }
 
-// SetPassword changes a user's password.
-func (a *Admin) SetPassword(ctx context.Context, address, password string) error {
+func hashPassword(password string) (string, error) {
 	if password == "" {
-		return errors.New("empty password")
+		return "", errors.New("the password must not be empty")
 	}
 	hash, err := auth.HashPassword(password)
 	if err != nil {
-		return err
+		return "", fmt.Errorf("hash password: %w", err)
 	}
-	return a.st.SetPassword(ctx, strings.ToLower(address), hash)
+	return hash, nil
 }
 
-// ListUsers lists users of a domain ("" for all).
+// SetPassword changes a user's password.
+func (a *Admin) SetPassword(ctx context.Context, address, password string) error {
+	key, err := addressKey(address)
+	if err != nil {
+		return err
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return err
+	}
+	return a.st.SetPassword(ctx, key, hash)
+}
+
+// SetQuota changes a user's quota in bytes (0: unlimited).
+func (a *Admin) SetQuota(ctx context.Context, address string, quota int64) error {
+	key, err := addressKey(address)
+	if err != nil {
+		return err
+	}
+	if quota < 0 {
+		return fmt.Errorf("quota %d: must not be negative", quota)
+	}
+	return a.st.SetQuota(ctx, key, quota)
+}
+
+// ListUsers lists the users of a domain ("" for all).
 func (a *Admin) ListUsers(ctx context.Context, domain string) ([]store.User, error) {
-	return a.st.ListUsers(ctx, strings.ToLower(domain))
+	if domain == "" {
+		return a.st.ListUsers(ctx, "")
+	}
+	d, err := domainName(domain)
+	if err != nil {
+		return nil, err
+	}
+	return a.st.ListUsers(ctx, d)
 }
 
 // RemoveUser deletes a user and their mail.
 func (a *Admin) RemoveUser(ctx context.Context, address string) error {
-	return a.st.RemoveUser(ctx, strings.ToLower(address))
+	key, err := addressKey(address)
+	if err != nil {
+		return err
+	}
+	return a.st.RemoveUser(ctx, key)
 }
 
-// AddAlias maps address ("@domain" for a catch-all or domain mapping) to targets (addresses or "@domain").
+// aliasKey normalizes the source of an alias: an address of a local domain, or "@domain" (catch-all, or with
+// "@otherdomain" targets a virtusertable-style domain mapping).
+func (a *Admin) aliasKey(ctx context.Context, address string) (string, error) {
+	address = strings.TrimSpace(address)
+	if dom, ok := strings.CutPrefix(address, "@"); ok {
+		d, err := domainName(dom)
+		if err != nil {
+			return "", err
+		}
+		return "@" + d, a.mustBeLocal(ctx, d)
+	}
+	addr, err := mail.ParseAddress(address)
+	if err != nil {
+		return "", err
+	}
+	return addr.Key(), a.mustBeLocal(ctx, addr.Domain)
+}
+
+// aliasTarget normalizes one target: an address, local or remote (its local part keeps its case: a remote
+// server may care), or "@domain" to keep the local part and change the domain.
+func aliasTarget(t string) (string, error) {
+	t = strings.TrimSpace(t)
+	if dom, ok := strings.CutPrefix(t, "@"); ok {
+		d, err := domainName(dom)
+		if err != nil {
+			return "", fmt.Errorf("target %q: %w", t, err)
+		}
+		return "@" + d, nil
+	}
+	addr, err := mail.ParseAddress(t)
+	if err != nil {
+		return "", fmt.Errorf("target %q: %w", t, err)
+	}
+	return addr.String(), nil
+}
+
+// AddAlias maps address to targets, replacing the targets of an existing alias. address is an address of a local
+// domain or "@domain" (catch-all); a target is an address (local or remote) or "@otherdomain" (local part kept).
 func (a *Admin) AddAlias(ctx context.Context, address string, targets ...string) error {
 	if len(targets) == 0 {
 		return errors.New("an alias needs at least one target")
 	}
-	var key string
-	if dom, ok := strings.CutPrefix(address, "@"); ok {
-		d, err := mail.NormalizeDomain(dom)
-		if err != nil {
-			return err
-		}
-		if ok, err := a.st.HasDomain(ctx, d); err != nil || !ok {
-			return fmt.Errorf("domain %s is not local: run postern domain add %s", d, d)
-		}
-		key = "@" + d
-	} else {
-		addr, err := a.localAddress(ctx, address)
-		if err != nil {
-			return err
-		}
-		key = addr.Key()
+	key, err := a.aliasKey(ctx, address)
+	if err != nil {
+		return err
 	}
-	var norm []string
+	norm := make([]string, 0, len(targets))
 	for _, t := range targets {
-		if dom, ok := strings.CutPrefix(t, "@"); ok {
-			d, err := mail.NormalizeDomain(dom)
-			if err != nil {
-				return fmt.Errorf("target %q: %w", t, err)
-			}
-			norm = append(norm, "@"+d)
-			continue
-		}
-		ta, err := mail.ParseAddress(t)
+		n, err := aliasTarget(t)
 		if err != nil {
-			return fmt.Errorf("target %q: %w", t, err)
+			return err
 		}
-		norm = append(norm, ta.String())
+		if strings.EqualFold(n, key) {
+			return fmt.Errorf("alias %s cannot point at itself", key)
+		}
+		if !slices.Contains(norm, n) {
+			norm = append(norm, n)
+		}
 	}
 	return a.st.SetAlias(ctx, store.Alias{Address: key, Targets: norm})
 }
@@ -142,13 +219,28 @@ func (a *Admin) AddAlias(ctx context.Context, address string, targets ...string)
 // ListAliases lists aliases.
 func (a *Admin) ListAliases(ctx context.Context) ([]store.Alias, error) { return a.st.ListAliases(ctx) }
 
-// RemoveAlias deletes an alias.
+// RemoveAlias deletes an alias (address or "@domain").
 func (a *Admin) RemoveAlias(ctx context.Context, address string) error {
-	return a.st.RemoveAlias(ctx, strings.ToLower(address))
+	address = strings.TrimSpace(address)
+	var key string
+	if dom, ok := strings.CutPrefix(address, "@"); ok {
+		d, err := domainName(dom)
+		if err != nil {
+			return err
+		}
+		key = "@" + d
+	} else {
+		var err error
+		if key, err = addressKey(address); err != nil {
+			return err
+		}
+	}
+	return a.st.RemoveAlias(ctx, key)
 }
 
-// AddAccess adds or replaces an access rule.
+// AddAccess adds or replaces an access rule (directory.ValidateAccess says what PATTERN and ACTION may be).
 func (a *Admin) AddAccess(ctx context.Context, pattern, action string) error {
+	pattern = strings.TrimSpace(pattern)
 	if err := directory.ValidateAccess(pattern, action); err != nil {
 		return err
 	}
@@ -162,16 +254,33 @@ func (a *Admin) ListAccess(ctx context.Context) ([]store.AccessRule, error) {
 
 // RemoveAccess deletes an access rule.
 func (a *Admin) RemoveAccess(ctx context.Context, pattern string) error {
-	return a.st.RemoveAccess(ctx, strings.ToLower(pattern))
+	return a.st.RemoveAccess(ctx, strings.ToLower(strings.TrimSpace(pattern)))
 }
 
-// MailboxList returns each mailbox of a user with its counters, INBOX first.
+// MailboxList returns each mailbox of a user with its counters, INBOX first, then by name.
 func (a *Admin) MailboxList(ctx context.Context, address string) ([]store.MailboxStatus, error) {
-	u, err := a.st.GetUser(ctx, strings.ToLower(address))
+	key, err := addressKey(address)
 	if err != nil {
 		return nil, err
 	}
-	return a.st.ListMailboxes(ctx, u.ID)
+	u, err := a.st.GetUser(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	mbs, err := a.st.ListMailboxes(ctx, u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("mailboxes of %s: %w", key, err)
+	}
+	slices.SortStableFunc(mbs, func(x, y store.MailboxStatus) int {
+		switch xi, yi := x.Name == "INBOX", y.Name == "INBOX"; {
+		case xi && !yi:
+			return -1
+		case yi && !xi:
+			return 1
+		}
+		return strings.Compare(x.Name, y.Name)
+	})
+	return mbs, nil
 }
 
 // QueueList lists the outbound queue.
@@ -185,7 +294,12 @@ func (a *Admin) QueueShow(ctx context.Context, id string) (store.OutboundMessage
 }
 
 // QueueRetry makes an entry due now.
-func (a *Admin) QueueRetry(ctx context.Context, id string) error { return a.st.RetryQueued(ctx, id) }
+func (a *Admin) QueueRetry(ctx context.Context, id string) error {
+	if id == "" {
+		return errors.New("queue retry needs an ID (queue flush retries everything)")
+	}
+	return a.st.RetryQueued(ctx, id)
+}
 
 // QueueFlush makes every entry due now.
 func (a *Admin) QueueFlush(ctx context.Context) error { return a.st.RetryQueued(ctx, "") }

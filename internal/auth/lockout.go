@@ -12,10 +12,12 @@ type LockoutOptions struct {
 	Window   time.Duration
 	Duration time.Duration
 	Now      func() time.Time
-	MaxIPs   int // entries kept at most (memory bound); default 100000
+	MaxIPs   int // client networks tracked at most (memory bound); default 100000
 }
 
-// Lockout counts failed logins per client network and refuses authentication from one that failed too often.
+// Lockout counts failed logins per client network (an IPv4 address or an IPv6 /64) and refuses authentication
+// from one that failed Failures times within Window, for Duration. It is safe for concurrent use; a nil *Lockout
+// never locks.
 type Lockout struct {
 	opts LockoutOptions
 	mu   sync.Mutex // guards ips
@@ -109,18 +111,24 @@ func (l *Lockout) Succeed(ip netip.Addr) {
 	delete(l.ips, key(ip))
 }
 
-// prune drops entries that are neither locked nor have recent failures; if none can go, it drops all unlocked.
+// prune makes room for a new entry: it drops entries that are neither locked nor have recent failures, and when
+// that is not enough (many locked clients), an eighth of the rest chosen at random, so memory stays bounded and the
+// cost of pruning is shared over many insertions. Forgetting a locked client only lifts its lock early.
 func (l *Lockout) prune(now time.Time) {
 	for k, r := range l.ips {
-		if now.After(r.lockedUntil) && (len(r.fails) == 0 || now.Sub(r.fails[len(r.fails)-1]) > l.opts.Window) {
+		if !now.Before(r.lockedUntil) && (len(r.fails) == 0 || now.Sub(r.fails[len(r.fails)-1]) >= l.opts.Window) {
 			delete(l.ips, k)
 		}
 	}
-	if len(l.ips) >= l.opts.MaxIPs {
-		for k, r := range l.ips {
-			if now.After(r.lockedUntil) {
-				delete(l.ips, k)
-			}
+	if len(l.ips) < l.opts.MaxIPs {
+		return
+	}
+	evict := l.opts.MaxIPs/8 + 1
+	for k := range l.ips { // map iteration order is random
+		if evict == 0 {
+			break
 		}
+		delete(l.ips, k)
+		evict--
 	}
 }

@@ -1,5 +1,3 @@
-// Package auth checks users' passwords: argon2id (or bcrypt) hashes, a lockout of IPs that keep failing,
-// failures that take the same time whatever went wrong, and the SASL server mechanisms the protocol servers offer.
 package auth
 
 import (
@@ -45,7 +43,8 @@ func VerifyPassword(hash, password string) (bool, error) {
 		return verifyArgon2id(hash, password)
 	case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
 		err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password))
-		if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+		// bcrypt only reads 72 bytes; a longer password cannot be the one that was hashed.
+		if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) || errors.Is(err, bcrypt.ErrPasswordTooLong) {
 			return false, nil
 		}
 		return err == nil, err
@@ -53,6 +52,7 @@ func VerifyPassword(hash, password string) (bool, error) {
 	return false, errors.New("unknown password hash format")
 }
 
+// verifyArgon2id checks a PHC string "$argon2id$v=19$m=KiB,t=passes,p=lanes$salt$key" (RFC 9106).
 func verifyArgon2id(hash, password string) (bool, error) {
 	parts := strings.Split(hash, "$") // "", argon2id, v=19, m=..,t=..,p=.., salt, key
 	if len(parts) != 6 {
@@ -64,11 +64,14 @@ func verifyArgon2id(hash, password string) (bool, error) {
 	}
 	var m, t uint32
 	var p uint8
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || m == 0 || t == 0 || p == 0 || m > 4<<20 {
+	// Bounds keep a corrupt or hostile stored hash from costing gigabytes or minutes per login.
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil ||
+		m < 8*uint32(p) || m > 1<<20 || t == 0 || t > 100 || p == 0 || p > 16 {
 		return false, errors.New("malformed argon2id parameters")
 	}
 	salt, err := b64.DecodeString(parts[4])
-	if err != nil {
+	if err != nil || len(salt) < 8 { // RFC 9106 3.1: salt of at least 8 bytes (16 recommended)
+
 		return false, errors.New("malformed argon2id salt")
 	}
 	want, err := b64.DecodeString(parts[5])

@@ -21,7 +21,8 @@ var (
 	ErrLockedOut          = errors.New("too many failed logins from this address")
 )
 
-// UserStore is what the Service needs of the directory store.
+// UserStore is what the Service needs of the directory store (a subset of store.DirectoryStore). GetUser takes
+// the mail.Address.Key form and returns an error wrapping store.ErrNotFound for an unknown user.
 type UserStore interface {
 	GetUser(ctx context.Context, address string) (store.User, error)
 }
@@ -30,7 +31,8 @@ type UserStore interface {
 type Options struct {
 	Users   UserStore
 	Lockout *Lockout // nil: no lockout
-	// FailureDelay is the time every failed attempt takes, whatever failed, so timing tells nothing; default 1s.
+	// FailureDelay is the time every failed attempt takes, whatever failed, so timing tells nothing; default 1s,
+	// negative: no delay.
 	FailureDelay time.Duration
 	Logger       *slog.Logger
 }
@@ -59,79 +61,103 @@ func New(o Options) (*Service, error) {
 	return &Service{opts: o, dummy: dummy}, nil
 }
 
-// Authenticate checks a username (an address, any case) and password from a client at ip.
+// Authenticate checks a username (an address, any case) and password from a client at ip. It returns an error
+// wrapping ErrInvalidCredentials for a wrong username or password, ErrLockedOut when ip failed too often (the
+// password is then not checked), or a store error. Every failure takes FailureDelay plus jitter from the start
+// of the call, whatever went wrong.
 func (s *Service) Authenticate(ctx context.Context, ip netip.Addr, username, password string) (store.User, error) {
 	start := time.Now()
 	u, err := s.check(ctx, ip, username, password)
-	if err == nil {
+	log := s.opts.Logger.With("remote", ip.String(), "user", logName(username))
+	switch {
+	case err == nil:
 		s.opts.Lockout.Succeed(ip)
 		return u, nil
-	}
-	if !errors.Is(err, ErrLockedOut) {
+	case errors.Is(err, ErrInvalidCredentials):
 		s.opts.Lockout.Fail(ip)
+		log.Warn("authentication failed", "err", err)
+	case errors.Is(err, ErrLockedOut):
+		log.Warn("authentication refused: client locked out")
+	default: // a store failure is not the client's fault: it does not count towards the lockout
+		log.Error("authentication failed: user lookup", "err", err)
 	}
-	s.opts.Logger.Warn("authentication failed", "remote", ip.String(), "user", username, "err", err)
-	// Pad every failure to the same budget plus jitter.
-	wait := s.opts.FailureDelay - time.Since(start) + rand.N(s.opts.FailureDelay/10+1)
+	s.pad(ctx, start)
+	return store.User{}, err
+}
+
+// check does the work of Authenticate, without the padding.
+func (s *Service) check(ctx context.Context, ip netip.Addr, username, password string) (store.User, error) {
+	if s.opts.Lockout.Locked(ip) {
+		return store.User{}, ErrLockedOut
+	}
+	if len(password) > maxCredential {
+		return store.User{}, fmt.Errorf("%w: password longer than %d octets", ErrInvalidCredentials, maxCredential)
+	}
+	hash, known := s.dummy, false
+	var u store.User
+	if addr, err := mail.ParseAddress(username); err == nil {
+		u, err = s.opts.Users.GetUser(ctx, addr.Key())
+		switch {
+		case err == nil:
+			hash, known = u.PasswordHash, true
+		case !errors.Is(err, store.ErrNotFound):
+			return store.User{}, fmt.Errorf("look up user %q: %w", addr.Key(), err)
+		}
+	}
+	// An unknown user still pays for one hash verification, so response time does not reveal who exists.
+	ok, err := VerifyPassword(hash, password)
+	if err != nil { // a stored hash we cannot use: the account cannot log in
+		return store.User{}, fmt.Errorf("%w: stored password hash: %v", ErrInvalidCredentials, err)
+	}
+	if !ok || !known {
+		return store.User{}, ErrInvalidCredentials
+	}
+	return u, nil
+}
+
+// pad sleeps until FailureDelay (plus up to 10% jitter) has passed since start, or ctx ends.
+func (s *Service) pad(ctx context.Context, start time.Time) {
+	if s.opts.FailureDelay < 0 {
+		return
+	}
+	wait := s.opts.FailureDelay - time.Since(start)
+	if j := s.opts.FailureDelay / 10; j > 0 {
+		wait += rand.N(j)
+	}
+	if wait <= 0 {
+		return
+	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return store.User{}, err
 }
 
-func (s *Service) check(ctx context.Context, ip netip.Addr, username, password string) (store.User, error) {
-	if s.opts.Lockout.Locked(ip) {
-		return store.User{}, ErrLockedOut
+// logName bounds what a client-chosen username may put in the log.
+func logName(username string) string {
+	const max = 128
+	if len(username) > max {
+		return username[:max] + "..."
 	}
-	hash := s.dummy
-	addr, perr := mail.ParseAddress(username)
-	var u store.User
-	var uerr error = perr
-	if perr == nil {
-		u, uerr = s.opts.Users.GetUser(ctx, addr.Key())
-		if uerr == nil {
-			hash = u.PasswordHash
-		} else if !errors.Is(uerr, store.ErrNotFound) {
-			return store.User{}, fmt.Errorf("look up user: %w", uerr)
-		}
-	}
-	ok, err := VerifyPassword(hash, password)
-	if err != nil {
-		return store.User{}, fmt.Errorf("%w: %v", ErrInvalidCredentials, err)
-	}
-	if !ok || uerr != nil {
-		return store.User{}, ErrInvalidCredentials
-	}
-	return u, nil
+	return username
 }
 
-// Mechanisms lists the SASL mechanisms SASL supports.
-func (s *Service) Mechanisms() []string { return []string{"PLAIN", "LOGIN"} }
+// Mechanisms lists the SASL mechanisms SASL supports, strongest first.
+func (s *Service) Mechanisms() []string { return []string{MechPlain, MechLogin} }
 
-// SASL returns a server for mech; onSuccess runs with the authenticated user.
+// SASL returns a server for mech (PLAIN or LOGIN, any case) that authenticates through Authenticate, so lockout
+// and failure timing apply; onSuccess runs with the authenticated user before the server reports done.
 func (s *Service) SASL(ctx context.Context, ip netip.Addr, mech string, onSuccess func(store.User)) (sasl.Server, error) {
-	check := func(username, password string) error {
+	return newSASLServer(mech, func(username, password string) error {
 		u, err := s.Authenticate(ctx, ip, username, password)
 		if err != nil {
 			return err
 		}
-		onSuccess(u)
+		if onSuccess != nil {
+			onSuccess(u)
+		}
 		return nil
-	}
-	switch mech {
-	case "PLAIN":
-		// RFC 4616 2: an authzid other than the authcid would mean acting for someone else; we do not allow proxying.
-		return sasl.NewPlainServer(func(identity, username, password string) error {
-			if identity != "" && identity != username {
-				return ErrInvalidCredentials
-			}
-			return check(username, password)
-		}), nil
-	case "LOGIN":
-		return NewLoginServer(check), nil
-	}
-	return nil, fmt.Errorf("unsupported SASL mechanism %q", mech)
+	})
 }

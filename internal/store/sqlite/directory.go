@@ -39,12 +39,13 @@ func (s *Store) AddDomain(ctx context.Context, name string) error {
 func (s *Store) RemoveDomain(ctx context.Context, name string) error {
 	name = strings.ToLower(name)
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM users WHERE domain = ?) + (SELECT COUNT(*) FROM aliases WHERE domain = ?)`, name, name).Scan(&n); err != nil {
-			return err
+		var users, aliases int
+		if err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM users WHERE domain = ?), (SELECT COUNT(*) FROM aliases WHERE domain = ?)`,
+			name, name).Scan(&users, &aliases); err != nil {
+			return fmt.Errorf("domain %s: %w", name, err)
 		}
-		if n > 0 {
-			return fmt.Errorf("domain %s still has %d users or aliases; remove them first: %w", name, n, store.ErrExists)
+		if users+aliases > 0 {
+			return fmt.Errorf("domain %s still has %d users and %d aliases; remove them first: %w", name, users, aliases, store.ErrExists)
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM domains WHERE name = ?`, name)
 		if err != nil {

@@ -44,8 +44,18 @@ func (s *Store) ListMailboxes(ctx context.Context, userID int64) ([]store.Mailbo
 	return out, rows.Err()
 }
 
+// mailboxName maps "" to INBOX and spells INBOX in upper case: its name is case-insensitive (RFC 9051 5.1), every
+// other mailbox name is case-sensitive.
+func mailboxName(name string) string {
+	if name == "" || strings.EqualFold(name, "INBOX") {
+		return "INBOX"
+	}
+	return name
+}
+
 // GetMailbox finds one mailbox of a user by name.
 func (s *Store) GetMailbox(ctx context.Context, userID int64, name string) (store.Mailbox, error) {
+	name = mailboxName(name)
 	m, err := scanMailbox(s.rdb.QueryRowContext(ctx, `SELECT `+mailboxCols+` FROM mailboxes WHERE user_id = ? AND name = ?`, userID, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, fmt.Errorf("mailbox %s: %w", name, store.ErrNotFound)
@@ -76,7 +86,8 @@ func (s *Store) ListMessages(ctx context.Context, mailboxID int64) ([]store.Mess
 	return out, rows.Err()
 }
 
-// UsageBytes is the total size of the user's messages (what the quota counts).
+// UsageBytes is the total size of the user's messages (what the quota counts). Triggers on messages keep the
+// counter exact (migration 2), so it needs no scan of the user's messages.
 func (s *Store) UsageBytes(ctx context.Context, userID int64) (int64, error) {
 	var n int64
 	err := s.rdb.QueryRowContext(ctx, `SELECT used_bytes FROM users WHERE id = ?`, userID).Scan(&n)

@@ -72,6 +72,21 @@ var migrations = []string{
 	);
 	CREATE INDEX queue_next ON queue(next_attempt);
 	CREATE INDEX queue_blob ON queue(blob_id);`,
+
+	// 2: users.used_bytes follows every insert and delete of a message, whoever makes it (IMAP EXPUNGE, a user's
+	// removal), so the quota check on delivery stays one row read and can never drift. CONDSTORE's
+	// CHANGEDSINCE (RFC 7162 3.1.4) searches messages by modseq within a mailbox.
+	`CREATE TRIGGER messages_usage_insert AFTER INSERT ON messages BEGIN
+		UPDATE users SET used_bytes = used_bytes + NEW.size
+		WHERE id = (SELECT user_id FROM mailboxes WHERE id = NEW.mailbox_id);
+	END;
+	CREATE TRIGGER messages_usage_delete AFTER DELETE ON messages BEGIN
+		UPDATE users SET used_bytes = used_bytes - OLD.size
+		WHERE id = (SELECT user_id FROM mailboxes WHERE id = OLD.mailbox_id);
+	END;
+	UPDATE users SET used_bytes = (SELECT COALESCE(SUM(m.size), 0) FROM messages m
+		JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.user_id = users.id);
+	CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);`,
 }
 
 // migrate brings the schema to the newest version. Several processes may race here (server and CLI): the

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/postern/postern/internal/store"
 	"github.com/postern/postern/internal/store/blob/fs"
@@ -40,11 +41,11 @@ type Store struct {
 
 	group    bool
 	maxBatch int
-	reqs     chan *deliverReq
-	stop     chan struct{}
-	wg       sync.WaitGroup // the writer goroutine
-	closeMu  sync.Mutex     // guards closed
-	closed   bool
+	reqs     chan *deliverReq // unbuffered, see Deliver
+	stop     chan struct{}    // closed by Close
+	wg       sync.WaitGroup   // the writer goroutine
+	closed   atomic.Bool      // set by Close; Deliver refuses new work
+	closeMu  sync.Mutex       // guards closeErr and serializes Close
 	closeErr error
 }
 
@@ -72,7 +73,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{log: opts.Logger, blobs: blobs, group: opts.GroupCommit, maxBatch: opts.MaxBatch,
-		reqs: make(chan *deliverReq, 1024), stop: make(chan struct{})}
+		reqs: make(chan *deliverReq), stop: make(chan struct{})}
 	if s.wdb, err = openDB(opts.Path, "immediate"); err != nil {
 		return nil, err
 	}
@@ -113,10 +114,9 @@ func (s *Store) Blobs() store.BlobStore { return s.blobs }
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
-	if s.closed {
+	if s.closed.Swap(true) {
 		return s.closeErr
 	}
-	s.closed = true
 	close(s.stop)
 	s.wg.Wait()
 	err1 := s.rdb.Close()

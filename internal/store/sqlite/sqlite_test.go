@@ -54,15 +54,21 @@ func TestGCBlobs(t *testing.T) {
 // core, with and without group commit.
 func BenchmarkDeliver(b *testing.B) {
 	msg := "Subject: bench\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 64)
-	for _, group := range []bool{true, false} {
-		b.Run(fmt.Sprintf("group=%v", group), func(b *testing.B) {
+	for _, mode := range []struct {
+		name  string
+		group bool
+	}{{"on", true}, {"off", false}} {
+		group := mode.group
+		b.Run("group="+mode.name, func(b *testing.B) {
 			ctx := context.Background()
 			s, err := Open(ctx, Options{Path: filepath.Join(b.TempDir(), "postern.db"), GroupCommit: group})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			s.AddDomain(ctx, "example.org")
+			if err := s.AddDomain(ctx, "example.org"); err != nil {
+				b.Fatal(err)
+			}
 			u, err := s.AddUser(ctx, store.User{Address: "bench@example.org", PasswordHash: "x"})
 			if err != nil {
 				b.Fatal(err)

@@ -27,6 +27,9 @@ func Run(t *testing.T, open Opener) {
 		{"DeliverShared", testDeliverShared},
 		{"Quota", testQuota},
 		{"Queue", testQueue},
+		{"QuotaConcurrent", testQuotaConcurrent},
+		{"Mailboxes", testMailboxes},
+		{"Cancelled", testCancelled},
 		{"Concurrent", testConcurrent},
 		{"Persistence", testPersistence},
 	}
@@ -115,7 +118,7 @@ func testDirectory(t *testing.T, open Opener) {
 	if as, _ := s.ListAliases(ctx); len(as) != 2 {
 		t.Fatalf("ListAliases = %+v", as)
 	}
-	if err := s.RemoveDomain(ctx, "example.org"); !errors.Is(err, store.ErrExists) {
+	if err := s.RemoveDomain(ctx, "example.org"); !errors.Is(err, store.ErrExists) || !strings.Contains(err.Error(), "example.org") {
 		t.Fatalf("RemoveDomain with users: %v", err)
 	}
 	must(t, s.SetAccess(ctx, store.AccessRule{Pattern: "10.0.0.0/8", Action: "relay"}))
@@ -129,6 +132,7 @@ func testDirectory(t *testing.T, open Opener) {
 	if err := s.RemoveAccess(ctx, "10.0.0.0/8"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("RemoveAccess twice: %v", err)
 	}
+	testDirectoryMore(t, s)
 	must(t, s.RemoveAlias(ctx, "team@example.org"))
 	must(t, s.RemoveAlias(ctx, "@example.org"))
 	must(t, s.RemoveUser(ctx, "alice@example.org"))
@@ -138,6 +142,55 @@ func testDirectory(t *testing.T, open Opener) {
 	must(t, s.RemoveDomain(ctx, "example.org"))
 	if ds, _ := s.ListDomains(ctx); len(ds) != 0 {
 		t.Fatalf("domains left: %+v", ds)
+	}
+}
+
+// testDirectoryMore covers the not-found and update paths; s holds domain example.org with alice and two aliases.
+func testDirectoryMore(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	must(t, s.AddDomain(ctx, "other.net"))
+	bob := addUser(t, s, "bob@other.net", 0)
+	if us, err := s.ListUsers(ctx, "OTHER.net"); err != nil || len(us) != 1 || us[0].ID != bob.ID {
+		t.Fatalf("ListUsers(other.net) = %+v, %v", us, err)
+	}
+	if us, err := s.ListUsers(ctx, ""); err != nil || len(us) != 2 || us[0].Address != "alice@example.org" {
+		t.Fatalf("ListUsers() = %+v, %v", us, err)
+	}
+	must(t, s.SetQuota(ctx, "BOB@other.net", 12345))
+	if got, err := s.GetUser(ctx, "bob@other.net"); err != nil || got.QuotaBytes != 12345 {
+		t.Fatalf("SetQuota not stored: %+v, %v", got, err)
+	}
+	if err := s.SetQuota(ctx, "nobody@other.net", 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetQuota unknown: %v", err)
+	}
+	if _, err := s.GetUserByID(ctx, bob.ID+1000); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetUserByID unknown: %v", err)
+	}
+	must(t, s.RemoveUser(ctx, "bob@other.net"))
+	if err := s.RemoveUser(ctx, "bob@other.net"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("RemoveUser twice: %v", err)
+	}
+	must(t, s.SetAlias(ctx, store.Alias{Address: "postmaster@other.net", Targets: []string{"a@x.org"}}))
+	must(t, s.SetAlias(ctx, store.Alias{Address: "postmaster@other.net", Targets: []string{"b@x.org"}}))
+	if a, err := s.GetAlias(ctx, "postmaster@other.net"); err != nil || len(a.Targets) != 1 || a.Targets[0] != "b@x.org" {
+		t.Fatalf("SetAlias did not replace: %+v, %v", a, err)
+	}
+	if err := s.RemoveDomain(ctx, "other.net"); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("RemoveDomain with an alias: %v", err)
+	}
+	must(t, s.RemoveAlias(ctx, "postmaster@other.net"))
+	if _, err := s.GetAlias(ctx, "postmaster@other.net"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetAlias removed: %v", err)
+	}
+	if err := s.RemoveAlias(ctx, "postmaster@other.net"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("RemoveAlias twice: %v", err)
+	}
+	must(t, s.RemoveDomain(ctx, "other.net"))
+	if err := s.RemoveDomain(ctx, "other.net"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("RemoveDomain twice: %v", err)
+	}
+	if ok, err := s.HasDomain(ctx, "other.net"); err != nil || ok {
+		t.Fatalf("HasDomain removed = %v, %v", ok, err)
 	}
 }
 
@@ -200,8 +253,8 @@ func testQuota(t *testing.T, open Opener) {
 	ref := putBlob(t, s, strings.Repeat("x", 150))
 	err := s.Deliver(ctx, &store.Delivery{Blob: ref, Local: []store.LocalCopy{{UserID: big.ID}, {UserID: small.ID}},
 		Outbound: &store.OutboundMessage{ID: "QQ", BlobID: ref.ID, Recipients: []store.OutboundRecipient{{Address: "r@remote.net"}}}})
-	if !errors.Is(err, store.ErrQuotaExceeded) {
-		t.Fatalf("over quota: %v", err)
+	if !errors.Is(err, store.ErrQuotaExceeded) || !strings.Contains(err.Error(), "small@example.org") {
+		t.Fatalf("over quota: %v (want ErrQuotaExceeded naming the user)", err)
 	}
 	for _, u := range []store.User{big, small} {
 		st, _ := s.ListMailboxes(ctx, u.ID)
@@ -213,9 +266,20 @@ func testQuota(t *testing.T, open Opener) {
 		t.Fatalf("queue entry of a failed delivery: %+v", q)
 	}
 	ok := putBlob(t, s, strings.Repeat("y", 60))
-	must(t, s.Deliver(ctx, &store.Delivery{Blob: ok, Local: []store.LocalCopy{{UserID: small.ID}}}))
+	must(t, s.Deliver(ctx, &store.Delivery{Blob: ok, Local: []store.LocalCopy{{UserID: small.ID}, {UserID: big.ID}}}))
 	if n, _ := s.UsageBytes(ctx, small.ID); n != 60 {
 		t.Fatalf("usage = %d", n)
+	}
+	// The failed delivery must not have used up a UID either.
+	mb, err := s.GetMailbox(ctx, big.ID, "INBOX")
+	must(t, err)
+	if msgs, _ := s.ListMessages(ctx, mb.ID); len(msgs) != 1 || msgs[0].UID != 1 || mb.UIDNext != 2 {
+		t.Fatalf("after a failed then a good delivery: UIDNEXT %d, %+v", mb.UIDNext, msgs)
+	}
+	// Exactly at the quota is allowed: 60 + 40 = 100.
+	must(t, s.Deliver(ctx, &store.Delivery{Blob: putBlob(t, s, strings.Repeat("z", 40)), Local: []store.LocalCopy{{UserID: small.ID}}}))
+	if err := s.Deliver(ctx, &store.Delivery{Blob: putBlob(t, s, "1"), Local: []store.LocalCopy{{UserID: small.ID}}}); !errors.Is(err, store.ErrQuotaExceeded) {
+		t.Fatalf("one byte over quota: %v", err)
 	}
 }
 
@@ -241,9 +305,29 @@ func testQueue(t *testing.T, open Opener) {
 	if err := s.RetryQueued(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("retry unknown: %v", err)
 	}
+	out2 := &store.OutboundMessage{ID: "Q2", BlobID: ref.ID, Size: ref.Size, NextAttempt: later,
+		Recipients: []store.OutboundRecipient{{Address: "y@remote.net", Status: "queued"}, {Address: "z@remote.net", Status: "queued"}}}
+	must(t, s.Deliver(ctx, &store.Delivery{QueueID: "Q2", Blob: ref, Outbound: out2}))
+	if err := s.Deliver(ctx, &store.Delivery{QueueID: "Q2", Blob: ref, Outbound: out2}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("duplicate queue id: %v", err)
+	}
+	must(t, s.RetryQueued(ctx, ""))
+	q, err := s.ListQueue(ctx)
+	must(t, err)
+	if len(q) != 2 || q[1].ID != "Q2" || q[1].From != "" || len(q[1].Recipients) != 2 {
+		t.Fatalf("ListQueue = %+v", q)
+	}
+	for _, m := range q {
+		if m.NextAttempt.After(time.Now().Add(time.Second)) {
+			t.Fatalf("RetryQueued(\"\") left %s at %v", m.ID, m.NextAttempt)
+		}
+	}
 	must(t, s.RemoveQueued(ctx, "Q1"))
 	if _, err := s.GetQueued(ctx, "Q1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("removed entry: %v", err)
+	}
+	if err := s.RemoveQueued(ctx, "Q1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("RemoveQueued twice: %v", err)
 	}
 }
 
@@ -277,10 +361,24 @@ func testConcurrent(t *testing.T, open Opener) {
 	if len(msgs) != n {
 		t.Fatalf("%d messages, want %d", len(msgs), n)
 	}
+	var size int64
 	for i, m := range msgs {
 		if m.UID != uint32(i+1) {
 			t.Fatalf("UIDs not 1..%d: position %d has %d", n, i, m.UID)
 		}
+		if i > 0 && m.ModSeq <= msgs[i-1].ModSeq {
+			t.Fatalf("MODSEQ not increasing with UID at %d: %d after %d", m.UID, m.ModSeq, msgs[i-1].ModSeq)
+		}
+		size += m.Size
+	}
+	st, err := s.ListMailboxes(ctx, u.ID)
+	must(t, err)
+	if st[0].Name != "INBOX" || st[0].Messages != n || st[0].Unseen != n || st[0].Size != size || st[0].UIDNext != n+1 ||
+		st[0].HighestModSeq != msgs[n-1].ModSeq {
+		t.Fatalf("INBOX status after %d deliveries: %+v (size %d)", n, st[0], size)
+	}
+	if used, err := s.UsageBytes(ctx, u.ID); err != nil || used != size {
+		t.Fatalf("UsageBytes = %d, %v; want %d", used, err, size)
 	}
 }
 
@@ -292,6 +390,8 @@ func testPersistence(t *testing.T, open Opener) {
 	u := addUser(t, s, "p@example.org", 0)
 	ref := putBlob(t, s, "Subject: keep\r\n\r\nx\r\n")
 	must(t, s.Deliver(ctx, &store.Delivery{Blob: ref, Local: []store.LocalCopy{{UserID: u.ID, Flags: []string{`\Seen`}}}}))
+	must(t, s.Deliver(ctx, &store.Delivery{QueueID: "P1", Blob: ref, Outbound: &store.OutboundMessage{ID: "P1", BlobID: ref.ID,
+		Recipients: []store.OutboundRecipient{{Address: "r@remote.net", Status: "queued"}}}}))
 	must(t, s.Close())
 	s = open(t, dir)
 	defer s.Close()
@@ -299,5 +399,21 @@ func testPersistence(t *testing.T, open Opener) {
 	must(t, err)
 	if st[0].Messages != 1 || st[0].Unseen != 0 {
 		t.Fatalf("after reopen: %+v", st[0])
+	}
+	if _, err := s.GetQueued(ctx, "P1"); err != nil {
+		t.Fatalf("queue entry after reopen: %v", err)
+	}
+	r, err := s.Blobs().Open(ctx, ref.ID)
+	must(t, err)
+	b, _ := io.ReadAll(r)
+	r.Close()
+	if string(b) != "Subject: keep\r\n\r\nx\r\n" {
+		t.Fatalf("blob after reopen: %q", b)
+	}
+	// UIDs continue where they stopped: a reused UID would break IMAP clients' caches.
+	must(t, s.Deliver(ctx, &store.Delivery{Blob: ref, Local: []store.LocalCopy{{UserID: u.ID}}}))
+	mb, _ := s.GetMailbox(ctx, u.ID, "INBOX")
+	if msgs, _ := s.ListMessages(ctx, mb.ID); len(msgs) != 2 || msgs[1].UID != 2 {
+		t.Fatalf("after reopen and delivery: %+v", msgs)
 	}
 }

@@ -13,40 +13,71 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/postern/postern/internal/store"
 )
 
-// Store keeps blobs in dir/xx/<id>, where xx is the first two hex digits of the id.
+// Store keeps blobs in dir/xx/<id>, where xx is the first two hex digits of the id (256 fan-out directories keep
+// each directory small).
 type Store struct {
 	dir string
+
+	mu      sync.Mutex      // guards durable
+	durable map[string]bool // fan-out directories whose entry in dir is known to be fsynced
 }
 
-// New opens (creating) the blob directory and removes temporary files a crash left behind.
+// New opens (creating) the blob directory and removes temporary files a crash left behind: a blob in tmp was never
+// acknowledged, so nobody can be waiting for it.
 func New(dir string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o750); err != nil {
 		return nil, fmt.Errorf("blob dir: %w", err)
 	}
-	stale, _ := filepath.Glob(filepath.Join(dir, "tmp", "*"))
-	for _, f := range stale {
-		os.Remove(f)
+	stale, err := filepath.Glob(filepath.Join(dir, "tmp", "*"))
+	if err != nil {
+		return nil, fmt.Errorf("blob dir: %w", err)
 	}
-	return &Store{dir: dir}, nil
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			return nil, fmt.Errorf("remove stale blob: %w", err)
+		}
+	}
+	s := &Store{dir: dir, durable: map[string]bool{}}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("blob dir: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && len(e.Name()) == 2 {
+			s.durable[e.Name()] = true
+		}
+	}
+	// One fsync makes the directories found above (and tmp) durable, whatever a crash left unsynced.
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
+// newID returns 128 random bits in hex: unguessable, and collisions need no handling.
 func newID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return hex.EncodeToString(b[:])
 }
 
+// validID accepts only what newID makes (32 lower-case hex digits), so an id can never name a path outside dir.
 func validID(id string) bool {
 	if len(id) != 32 {
 		return false
 	}
-	_, err := hex.DecodeString(id)
-	return err == nil
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Store) path(id string) string { return filepath.Join(s.dir, id[:2], id) }
@@ -75,14 +106,9 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (store.BlobRef, error) {
 	if err := tmp.Close(); err != nil {
 		return store.BlobRef{}, fmt.Errorf("close blob: %w", err)
 	}
-	dir := filepath.Join(s.dir, id[:2])
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return store.BlobRef{}, fmt.Errorf("blob fan-out dir: %w", err)
-		}
-		if err := syncDir(s.dir); err != nil {
-			return store.BlobRef{}, err
-		}
+	dir, err := s.fanOut(id[:2])
+	if err != nil {
+		return store.BlobRef{}, err
 	}
 	if err := os.Rename(tmp.Name(), s.path(id)); err != nil {
 		return store.BlobRef{}, fmt.Errorf("rename blob: %w", err)
@@ -93,6 +119,26 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (store.BlobRef, error) {
 		return store.BlobRef{}, err
 	}
 	return store.BlobRef{ID: id, Size: n}, nil
+}
+
+// fanOut returns the fan-out directory name, creating it and fsyncing its parent when new. The lock makes a
+// concurrent Put wait until the directory's own entry is durable; a check of the directory's existence alone would
+// let it return before that fsync.
+func (s *Store) fanOut(name string) (string, error) {
+	dir := filepath.Join(s.dir, name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.durable[name] {
+		return dir, nil
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("blob fan-out dir: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return "", err
+	}
+	s.durable[name] = true
+	return dir, nil
 }
 
 func syncDir(dir string) error {
@@ -112,11 +158,17 @@ func (s *Store) Open(ctx context.Context, id string) (io.ReadCloser, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("blob %q: %w", id, store.ErrNotFound)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(s.path(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("blob %s: %w", id, store.ErrNotFound)
 	}
-	return f, err
+	if err != nil {
+		return nil, fmt.Errorf("open blob: %w", err)
+	}
+	return f, nil
 }
 
 // Delete removes the blob.
@@ -124,11 +176,17 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if !validID(id) {
 		return fmt.Errorf("blob %q: %w", id, store.ErrNotFound)
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	err := os.Remove(s.path(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("blob %s: %w", id, store.ErrNotFound)
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("delete blob: %w", err)
+	}
+	return nil
 }
 
 // List returns the ids of blobs last modified before olderThan.

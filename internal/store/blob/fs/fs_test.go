@@ -3,10 +3,12 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,5 +81,81 @@ func TestPutFailureLeavesNothing(t *testing.T) {
 	})
 	if len(files) != 0 {
 		t.Fatalf("files left behind: %v", files)
+	}
+}
+
+func TestConcurrentPuts(t *testing.T) {
+	ctx := context.Background()
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	refs := make([]store.BlobRef, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { refs[i], errs[i] = s.Put(ctx, strings.NewReader(fmt.Sprint("blob ", i))) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		r, err := s.Open(ctx, refs[i].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r)
+		r.Close()
+		if string(b) != fmt.Sprint("blob ", i) {
+			t.Fatalf("blob %d reads %q", i, b)
+		}
+	}
+}
+
+func TestNewRemovesStaleTemp(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := New(dir); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "tmp", "0123-crashed")
+	if err := os.WriteFile(stale, []byte("half a message"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale temp file survived New: %v", err)
+	}
+}
+
+func TestListAgeAndErrors(t *testing.T) {
+	ctx := context.Background()
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := s.Put(ctx, strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := s.List(ctx, time.Now().Add(-time.Hour)); err != nil || len(ids) != 0 {
+		t.Fatalf("List of blobs older than an hour = %v, %v", ids, err)
+	}
+	if err := s.Delete(ctx, strings.Repeat("ab", 16)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Delete unknown: %v", err)
+	}
+	if _, err := s.Open(ctx, strings.ToUpper(ref.ID)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Open with a non-canonical id: %v", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.Put(cancelled, strings.NewReader("y")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put with cancelled ctx: %v", err)
+	}
+	if ids, _ := s.List(ctx, time.Now().Add(time.Minute)); len(ids) != 1 {
+		t.Fatalf("after cancelled Put: %v", ids)
 	}
 }
