@@ -123,6 +123,8 @@ type Message struct {
 	InternalDate time.Time
 	Flags        []string // system flags and keywords, e.g. `\Seen`, `$Junk`
 	ModSeq       uint64
+	SaveDate     time.Time // when this copy was saved into its mailbox (RFC 8514 SAVEDATE)
+	Meta         []byte    // parsed structure of the blob (Delivery.Meta); only when asked for (MessageQuery.WithMeta)
 }
 
 // LocalCopy puts the message into one mailbox of a local user.
@@ -162,8 +164,11 @@ type Delivery struct {
 	QueueID      string
 	Blob         BlobRef
 	InternalDate time.Time
-	Local        []LocalCopy
-	Outbound     *OutboundMessage // nil when there are no remote recipients
+	// Meta is the parsed structure of the blob (envelope, body structure, part offsets: mail/msginfo's encoding),
+	// stored once per blob so IMAP FETCH ENVELOPE/BODYSTRUCTURE never re-parses the message. May be nil.
+	Meta     []byte
+	Local    []LocalCopy
+	Outbound *OutboundMessage // nil when there are no remote recipients
 }
 
 // Mailstore keeps mailboxes and message copies.
@@ -204,6 +209,7 @@ type BlobStore interface {
 type Store interface {
 	DirectoryStore
 	Mailstore
+	MailboxStore
 	QueueStore
 	Blobs() BlobStore
 	Close() error
