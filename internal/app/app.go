@@ -38,6 +38,8 @@ type App struct {
 
 	store    store.Store
 	tls      *tlsmgr.Manager
+	dir      *directory.Directory // shared by every protocol server
+	auth     *auth.Service        // one lockout for SMTP, IMAP, POP3 and POP2
 	mailLog  *maillog.Logger
 	logFile  io.Closer
 	services []service
@@ -109,9 +111,17 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		a.store.Close()
 		return nil, err
 	}
-	if err := a.buildSMTP(cfg); err != nil {
+	if err := a.buildShared(cfg); err != nil {
 		a.close()
 		return nil, err
+	}
+	// Each protocol family has its own builder (smtp here, imap.go, pop.go); each appends to a.services.
+	for _, build := range []func(*config.Config) error{a.buildSMTP} {
+		if err := build(cfg); err != nil {
+			closeServices(a.services)
+			a.close()
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -136,10 +146,11 @@ func (a *App) openMailLog(cfg *config.Config) error {
 	return nil
 }
 
-// buildSMTP creates the MX, submission and submissions servers sharing one directory, auth and delivery agent.
-func (a *App) buildSMTP(cfg *config.Config) error {
-	dir, err := directory.New(directory.Options{Store: a.store, Logger: a.log})
-	if err != nil {
+// buildShared creates what every protocol server shares: the directory and the authentication service (one
+// lockout table, so failures on IMAP count against SMTP AUTH too).
+func (a *App) buildShared(cfg *config.Config) error {
+	var err error
+	if a.dir, err = directory.New(directory.Options{Store: a.store, Logger: a.log}); err != nil {
 		return err
 	}
 	lockout := auth.NewLockout(auth.LockoutOptions{
@@ -147,10 +158,13 @@ func (a *App) buildSMTP(cfg *config.Config) error {
 		Window:   config.MustDuration(cfg.Auth.LockoutWindow),
 		Duration: config.MustDuration(cfg.Auth.LockoutDuration),
 	})
-	authSvc, err := auth.New(auth.Options{Users: a.store, Lockout: lockout, Logger: a.log})
-	if err != nil {
-		return err
-	}
+	a.auth, err = auth.New(auth.Options{Users: a.store, Lockout: lockout, Logger: a.log})
+	return err
+}
+
+// buildSMTP creates the MX, submission and submissions servers sharing one directory, auth and delivery agent.
+func (a *App) buildSMTP(cfg *config.Config) error {
+	dir, authSvc := a.dir, a.auth
 	agent, err := delivery.New(delivery.Options{
 		Directory: dir, Store: a.store, Hostname: cfg.Hostname, MailLog: a.mailLog, Logger: a.log,
 	})
@@ -205,6 +219,13 @@ func (a *App) buildSMTP(cfg *config.Config) error {
 		a.services = append(a.services, svc)
 	}
 	return nil
+}
+
+// closeServices closes the listeners of services built before a later builder failed.
+func closeServices(svcs []service) {
+	for _, svc := range svcs {
+		closeAll(svc.listeners)
+	}
 }
 
 func closeAll(lns []net.Listener) {
