@@ -56,7 +56,7 @@ func needTool(t *testing.T, name string) string {
 
 // ports of one server instance.
 type ports struct {
-	SMTP, Submission, Submissions, IMAP, IMAPS, POP3, POP3S, HTTP int
+	SMTP, Submission, Submissions, IMAP, IMAPS, POP3, POP3S, HTTP, POP2 int
 }
 
 // server is one running postern with its own data directory.
@@ -103,6 +103,8 @@ type serverOptions struct {
 	allowPlaintext bool
 	domain         string
 	extra          string // appended TOML (whole tables)
+	imap           bool   // listen on IMAP (STARTTLS) and IMAPS too: ports.IMAP, ports.IMAPS
+	pop            bool   // listen on POP3 (STLS), POP3S and POP2 too: ports.POP3, ports.POP3S, ports.POP2
 	smtpExtra      string // lines inside [smtp]
 	deliveryExtra  string // lines inside [delivery]
 }
@@ -116,7 +118,13 @@ func newServer(t *testing.T, o serverOptions) *server {
 	dir := t.TempDir()
 	s := &server{t: t, dir: dir, config: filepath.Join(dir, "postern.toml")}
 	s.run("init", "--dir", dir, "--hostname", "mail."+o.domain, "--domain", o.domain)
-	s.ports = ports{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
+	s.ports = ports{freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)}
+	listen := func(on bool, port int) string {
+		if !on {
+			return "[]"
+		}
+		return fmt.Sprintf(`["127.0.0.1:%d"]`, port)
+	}
 	cfg := fmt.Sprintf(`hostname = "mail.%s"
 data_dir = "data"
 
@@ -124,10 +132,11 @@ data_dir = "data"
 smtp = ["127.0.0.1:%d"]
 submission = ["127.0.0.1:%d"]
 submissions = ["127.0.0.1:%d"]
-imap = []
-imaps = []
-pop3 = []
-pop3s = []
+imap = %s
+imaps = %s
+pop3 = %s
+pop3s = %s
+pop2 = %s
 http = []
 
 [auth]
@@ -142,7 +151,9 @@ max_message_size = "1MiB"
 %s
 
 %s
-`, o.domain, s.ports.SMTP, s.ports.Submission, s.ports.Submissions, o.allowPlaintext, o.smtpExtra, o.deliveryExtra, o.extra)
+`, o.domain, s.ports.SMTP, s.ports.Submission, s.ports.Submissions,
+		listen(o.imap, s.ports.IMAP), listen(o.imap, s.ports.IMAPS),
+		listen(o.pop, s.ports.POP3), listen(o.pop, s.ports.POP3S), listen(o.pop, s.ports.POP2), o.allowPlaintext, o.smtpExtra, o.deliveryExtra, o.extra)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
