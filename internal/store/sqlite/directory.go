@@ -107,10 +107,17 @@ func (s *Store) AddUser(ctx context.Context, u store.User) (store.User, error) {
 			return err
 		}
 		u.ID, _ = res.LastInsertId()
-		validity := uint32(time.Now().Unix())
-		for i, mb := range store.DefaultMailboxes {
+		// The default mailboxes start subscribed, as clients expect to see them (Dovecot's auto = subscribe).
+		for _, mb := range store.DefaultMailboxes {
+			validity, err := nextUIDValidity(ctx, tx)
+			if err != nil {
+				return err
+			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO mailboxes (user_id, name, uidvalidity, special_use) VALUES (?, ?, ?, ?)`,
-				u.ID, mb.Name, validity+uint32(i), mb.SpecialUse); err != nil {
+				u.ID, mb.Name, validity, mb.SpecialUse); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (user_id, name) VALUES (?, ?)`, u.ID, mb.Name); err != nil {
 				return err
 			}
 		}

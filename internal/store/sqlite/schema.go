@@ -87,6 +87,40 @@ var migrations = []string{
 	UPDATE users SET used_bytes = (SELECT COALESCE(SUM(m.size), 0) FROM messages m
 		JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.user_id = users.id);
 	CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);`,
+
+	// 3: what IMAP and POP need beyond delivery.
+	// - subscriptions are names, independent of mailboxes (RFC 9051 6.3.7); seeded from mailboxes.subscribed, which
+	//   is unused from now on.
+	// - expunged keeps a tombstone per expunged UID with the modseq of its expunge, so QRESYNC can answer VANISHED
+	//   (RFC 7162 3.2.5.1) and sessions learn of other sessions' expunges.
+	// - messages.save_date is RFC 8514's SAVEDATE; existing copies get their internal date.
+	// - blob_meta holds the parsed structure of a blob once, however many copies share the blob.
+	// - counters.uidvalidity hands out UIDVALIDITY values: max(now, last+1), so a mailbox deleted and created again
+	//   never gets a value it had before (RFC 9051 2.3.1.1), even within one second or after the clock went back.
+	`CREATE TABLE subscriptions (
+		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		name TEXT NOT NULL,
+		PRIMARY KEY (user_id, name)
+	) WITHOUT ROWID;
+	INSERT INTO subscriptions (user_id, name) SELECT user_id, name FROM mailboxes WHERE subscribed;
+	CREATE TABLE expunged (
+		mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+		uid INTEGER NOT NULL,
+		modseq INTEGER NOT NULL,
+		PRIMARY KEY (mailbox_id, uid)
+	) WITHOUT ROWID;
+	CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);
+	ALTER TABLE messages ADD COLUMN save_date INTEGER NOT NULL DEFAULT 0;
+	UPDATE messages SET save_date = internal_date;
+	CREATE TABLE blob_meta (
+		blob_id TEXT PRIMARY KEY,
+		meta BLOB NOT NULL
+	) WITHOUT ROWID;
+	CREATE TABLE counters (
+		name TEXT PRIMARY KEY,
+		value INTEGER NOT NULL
+	) WITHOUT ROWID;
+	INSERT INTO counters (name, value) SELECT 'uidvalidity', COALESCE(MAX(uidvalidity), 0) FROM mailboxes;`,
 }
 
 // migrate brings the schema to the newest version. Several processes may race here (server and CLI): the

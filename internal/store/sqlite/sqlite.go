@@ -3,7 +3,8 @@
 //
 // Durability: the database runs in WAL mode with synchronous=FULL, so every COMMIT fsyncs the WAL; with NORMAL a
 // power loss could drop the last commits, which would lose mail already acknowledged with 250.
-// Throughput: concurrent deliveries share one transaction and so one fsync (group commit, see writer.go).
+// Throughput: concurrent writes (deliveries, APPENDs, STOREs...) share one transaction and so one fsync (group
+// commit, see writer.go).
 package sqlite
 
 import (
@@ -41,11 +42,12 @@ type Store struct {
 
 	group    bool
 	maxBatch int
-	reqs     chan *deliverReq // unbuffered, see Deliver
-	stop     chan struct{}    // closed by Close
-	wg       sync.WaitGroup   // the writer goroutine
-	closed   atomic.Bool      // set by Close; Deliver refuses new work
-	closeMu  sync.Mutex       // guards closeErr and serializes Close
+	reqs     chan *job // unbuffered, see do
+	notes    *notifier
+	stop     chan struct{}  // closed by Close
+	wg       sync.WaitGroup // the writer goroutine
+	closed   atomic.Bool    // set by Close; new writes are refused
+	closeMu  sync.Mutex     // guards closeErr and serializes Close
 	closeErr error
 }
 
@@ -73,7 +75,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{log: opts.Logger, blobs: blobs, group: opts.GroupCommit, maxBatch: opts.MaxBatch,
-		reqs: make(chan *deliverReq), stop: make(chan struct{})}
+		reqs: make(chan *job), stop: make(chan struct{}), notes: newNotifier()}
 	if s.wdb, err = openDB(opts.Path, "immediate"); err != nil {
 		return nil, err
 	}
@@ -110,7 +112,7 @@ func openDB(path, txlock string) (*sql.DB, error) {
 // Blobs returns the blob store.
 func (s *Store) Blobs() store.BlobStore { return s.blobs }
 
-// Close stops the group-commit writer after it has answered every pending delivery, then closes the databases.
+// Close stops the group-commit writer after it has answered every pending job, then closes the databases.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()

@@ -1,0 +1,214 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/postern/postern/internal/store"
+)
+
+// uidBounds returns an inclusive UID interval that holds every UID of set (callers still filter with
+// set.Contains): queries then read one index range however many ranges an IMAP sequence set has.
+func uidBounds(set store.UIDSet) (lo, hi uint32) {
+	lo, hi = math.MaxUint32, 0
+	for _, r := range set {
+		a, b := r.Start, r.Stop
+		if b == 0 {
+			b = math.MaxUint32
+		}
+		lo, hi = min(lo, a, b), max(hi, a, b)
+	}
+	return lo, hi
+}
+
+const messageCols = `m.id, m.mailbox_id, m.uid, m.blob_id, m.size, m.internal_date, m.flags, m.modseq, m.save_date`
+
+func scanMessage(row interface{ Scan(...any) error }, extra ...any) (store.Message, error) {
+	var m store.Message
+	var date, saved int64
+	var flags string
+	err := row.Scan(append([]any{&m.ID, &m.MailboxID, &m.UID, &m.BlobID, &m.Size, &date, &flags, &m.ModSeq, &saved}, extra...)...)
+	m.InternalDate, m.SaveDate, m.Flags = time.Unix(date, 0), time.Unix(saved, 0), splitFlags(flags)
+	return m, err
+}
+
+// selectMessages reads the messages of mailboxID whose UID is in set (all for a nil set when all is true), by
+// ascending UID.
+func selectMessages(ctx context.Context, q querier, mailboxID int64, set store.UIDSet, all, withMeta bool) ([]store.Message, error) {
+	lo, hi := uint32(1), uint32(math.MaxUint32)
+	if !all || set != nil {
+		if len(set) == 0 {
+			return []store.Message{}, nil
+		}
+		lo, hi = uidBounds(set)
+	}
+	query := `SELECT ` + messageCols + ` FROM messages m WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid`
+	if withMeta {
+		query = `SELECT ` + messageCols + `, bm.meta FROM messages m LEFT JOIN blob_meta bm ON bm.blob_id = m.blob_id
+			WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid`
+	}
+	rows, err := q.QueryContext(ctx, query, mailboxID, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("messages of mailbox #%d: %w", mailboxID, err)
+	}
+	defer rows.Close()
+	out := []store.Message{}
+	for rows.Next() {
+		var meta []byte
+		var extra []any
+		if withMeta {
+			extra = []any{&meta}
+		}
+		m, err := scanMessage(rows, extra...)
+		if err != nil {
+			return nil, err
+		}
+		if set != nil && !set.Contains(m.UID) {
+			continue
+		}
+		m.Meta = meta
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Messages lists messages by ascending UID; without q.WithMeta it reads neither bodies nor parsed structures.
+func (s *Store) Messages(ctx context.Context, q store.MessageQuery) ([]store.Message, error) {
+	return selectMessages(ctx, s.rdb, q.MailboxID, q.UIDs, true, q.WithMeta)
+}
+
+// MessageUIDs lists the UIDs of a mailbox in ascending order; the (mailbox_id, uid) index answers it alone.
+func (s *Store) MessageUIDs(ctx context.Context, mailboxID int64) ([]uint32, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
+	if err != nil {
+		return nil, fmt.Errorf("uids of mailbox #%d: %w", mailboxID, err)
+	}
+	defer rows.Close()
+	out := []uint32{}
+	for rows.Next() {
+		var uid uint32
+		if err := rows.Scan(&uid); err != nil {
+			return nil, err
+		}
+		out = append(out, uid)
+	}
+	return out, rows.Err()
+}
+
+// bumpModSeq takes the next modseq of a mailbox. One operation (a STORE, an EXPUNGE, a COPY into it) takes one
+// modseq for every message it changes, as in RFC 7162's examples (3.1.3): what matters is that it is greater than
+// every modseq the mailbox had.
+func bumpModSeq(ctx context.Context, w *wtx, mailboxID int64) (uint64, error) {
+	var modseq uint64
+	err := w.QueryRowContext(ctx, `UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq`,
+		mailboxID).Scan(&modseq)
+	if err != nil {
+		return 0, fmt.Errorf("mailbox #%d: %w", mailboxID, notFound(err))
+	}
+	return modseq, nil
+}
+
+// checkQuota fails with ErrQuotaExceeded when adding size bytes would take the mailbox owner over quota.
+func checkQuota(ctx context.Context, w *wtx, mailboxID, size int64) error {
+	var quota, used int64
+	var address string
+	err := w.QueryRowContext(ctx, `SELECT u.address, u.quota_bytes, u.used_bytes FROM users u
+		JOIN mailboxes b ON b.user_id = u.id WHERE b.id = ?`, mailboxID).Scan(&address, &quota, &used)
+	if err != nil {
+		return fmt.Errorf("mailbox #%d: %w", mailboxID, notFound(err))
+	}
+	if quota > 0 && used+size > quota {
+		return fmt.Errorf("user %s uses %d of %d bytes, adding %d: %w", address, used, quota, size, store.ErrQuotaExceeded)
+	}
+	return nil
+}
+
+// Append adds one message (IMAP APPEND) durably; its blob is already durable.
+func (s *Store) Append(ctx context.Context, req store.AppendRequest) (store.AppendResult, error) {
+	flags, err := normFlags(req.Flags)
+	if err != nil {
+		return store.AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	date := req.InternalDate
+	if date.IsZero() {
+		date = time.Now()
+	}
+	var res store.AppendResult
+	err = s.do(ctx, "append", func(ctx context.Context, w *wtx) error {
+		if err := checkQuota(ctx, w, req.MailboxID, req.Blob.Size); err != nil {
+			return err
+		}
+		err := w.QueryRowContext(ctx, `UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+			WHERE id = ? RETURNING uidvalidity, uidnext - 1, highestmodseq`, req.MailboxID).Scan(&res.UIDValidity, &res.UID, &res.ModSeq)
+		if err != nil {
+			return fmt.Errorf("mailbox #%d: %w", req.MailboxID, notFound(err))
+		}
+		if _, err := w.ExecContext(ctx, `INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, modseq, save_date)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, req.MailboxID, res.UID, req.Blob.ID, req.Blob.Size, date.Unix(), joinFlags(flags),
+			res.ModSeq, time.Now().Unix()); err != nil {
+			return fmt.Errorf("insert message: %w", err)
+		}
+		w.touch(req.MailboxID)
+		return putMeta(ctx, w, req.Blob.ID, req.Meta)
+	})
+	return res, err
+}
+
+// StoreFlags changes flags (IMAP STORE), with CONDSTORE's UNCHANGEDSINCE (RFC 7162 3.1.3): a message whose modseq
+// is above it is left alone and reported in Modified. Only messages whose flags really change take the new modseq.
+func (s *Store) StoreFlags(ctx context.Context, req store.StoreFlagsRequest) (store.StoreFlagsResult, error) {
+	flags, err := normFlags(req.Flags)
+	if err != nil {
+		return store.StoreFlagsResult{}, fmt.Errorf("store flags: %w", err)
+	}
+	if req.Op != store.FlagsReplace && req.Op != store.FlagsAdd && req.Op != store.FlagsRemove {
+		return store.StoreFlagsResult{}, fmt.Errorf("store flags: unknown operation %d", req.Op)
+	}
+	var res store.StoreFlagsResult
+	err = s.do(ctx, "store flags", func(ctx context.Context, w *wtx) error {
+		res = store.StoreFlagsResult{}
+		mb, err := mailboxByID(ctx, w, req.MailboxID)
+		if err != nil {
+			return err
+		}
+		msgs, err := selectMessages(ctx, w, req.MailboxID, req.UIDs, false, false)
+		if err != nil {
+			return err
+		}
+		res.HighestModSeq = mb.HighestModSeq
+		var modseq uint64
+		var stmt *sql.Stmt
+		for i := range msgs {
+			m := &msgs[i]
+			if req.UnchangedSince != 0 && m.ModSeq > req.UnchangedSince {
+				res.Modified = append(res.Modified, m.UID)
+				continue
+			}
+			next, changed := applyFlags(m.Flags, req.Op, flags)
+			if !changed {
+				continue
+			}
+			if modseq == 0 {
+				if modseq, err = bumpModSeq(ctx, w, req.MailboxID); err != nil {
+					return err
+				}
+				if stmt, err = w.PrepareContext(ctx, `UPDATE messages SET flags = ?, modseq = ? WHERE id = ?`); err != nil {
+					return err
+				}
+				defer stmt.Close()
+				res.HighestModSeq = modseq
+				w.touch(req.MailboxID)
+			}
+			if _, err := stmt.ExecContext(ctx, joinFlags(next), modseq, m.ID); err != nil {
+				return fmt.Errorf("store flags of UID %d: %w", m.UID, err)
+			}
+			m.Flags, m.ModSeq = next, modseq
+		}
+		res.Messages = msgs
+		return nil
+	})
+	return res, err
+}
