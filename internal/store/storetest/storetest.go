@@ -19,10 +19,7 @@ type Opener func(t *testing.T, dir string) store.Store
 
 // Run runs every conformance test against the backend.
 func Run(t *testing.T, open Opener) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, open Opener)
-	}{
+	tests := []namedTest{
 		{"Directory", testDirectory},
 		{"DeliverShared", testDeliverShared},
 		{"Quota", testQuota},
@@ -33,6 +30,8 @@ func Run(t *testing.T, open Opener) {
 		{"Concurrent", testConcurrent},
 		{"Persistence", testPersistence},
 	}
+	tests = append(tests, mailboxTests...)
+	tests = append(tests, messageTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
 	}
