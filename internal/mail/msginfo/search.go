@@ -1,0 +1,92 @@
+package msginfo
+
+import (
+	"bytes"
+	"io"
+	"strings"
+)
+
+// SEARCH helpers (RFC 9051 6.4.4): case-insensitive substring matching on text decoded to UTF-8 (RFC 2047
+// encoded-words in headers; Content-Transfer-Encoding and the charset parameter in bodies). The needle is
+// UTF-8. Case-insensitivity is Unicode simple lower-casing.
+
+// HeaderContains reports whether a field named field (any field when field is "") of the message header
+// contains needle once unfolded and decoded. An empty needle matches any message that has the field (RFC
+// 9051 6.4.4 HEADER).
+func HeaderContains(msg []byte, i *Info, field, needle string) bool {
+	h := span(msg, i.Root.HeaderStart, i.Root.HeaderEnd)
+	n := strings.ToLower(needle)
+	found := false
+	eachField(h, func(name, whole []byte) bool {
+		if field != "" && (len(name) != len(field) || !equalFoldASCII(name, field)) {
+			return true
+		}
+		if n == "" {
+			found = true
+			return false
+		}
+		value := whole
+		if colon := bytes.IndexByte(whole, ':'); colon >= 0 {
+			value = whole[colon+1:]
+		}
+		found = strings.Contains(strings.ToLower(decodeWords(unfold(value))), n)
+		return !found
+	})
+	return found
+}
+
+// BodyContains reports whether the decoded text of a text/* part of the message (encapsulated messages
+// included) contains needle. Other parts are not searched.
+func BodyContains(msg []byte, i *Info, needle string) bool {
+	n := []byte(strings.ToLower(needle))
+	return walkText(msg, i.Root, func(text []byte) bool {
+		return bytes.Contains(bytes.ToLower(text), n)
+	})
+}
+
+// TextContains reports whether the message header or body contains needle (RFC 9051 6.4.4 TEXT).
+func TextContains(msg []byte, i *Info, needle string) bool {
+	return HeaderContains(msg, i, "", needle) || BodyContains(msg, i, needle)
+}
+
+// walkText calls fn with the UTF-8 text of every text/* part under p until fn returns true.
+func walkText(msg []byte, p *Part, fn func([]byte) bool) bool {
+	switch {
+	case p.Message != nil:
+		return walkText(msg, p.Message.Root, fn)
+	case p.Multipart:
+		for _, c := range p.Children {
+			if walkText(msg, c, fn) {
+				return true
+			}
+		}
+		return false
+	case p.IsText():
+		return fn(PartText(msg, p))
+	}
+	return false
+}
+
+// PartText returns the content of part p of msg decoded to UTF-8: transfer encoding removed (an unknown
+// one is left as it is) and charset converted (an unknown charset, or bytes that are not valid in it, are
+// kept as they are).
+func PartText(msg []byte, p *Part) []byte {
+	body := span(msg, p.BodyStart, p.BodyEnd)
+	if dec, err := decodeCTE(body, p.Encoding); err == nil {
+		body = dec
+	}
+	cs := strings.ToLower(strings.TrimSpace(p.Param("charset")))
+	switch cs {
+	case "", "us-ascii", "utf-8", "utf8", "ascii":
+		return body
+	}
+	r, err := charsetReader(cs, bytes.NewReader(body))
+	if err != nil {
+		return body
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		return body
+	}
+	return out
+}
