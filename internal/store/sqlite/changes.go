@@ -168,7 +168,7 @@ func (s *Store) Changes(ctx context.Context, mailboxID int64, sinceModSeq uint64
 	}
 	cs.Messages = []store.Message{}
 	for rows.Next() {
-		m, err := scanMessage(rows)
+		m, err := scanMessage(rows, mailboxID)
 		if err != nil {
 			rows.Close()
 			return cs, err
