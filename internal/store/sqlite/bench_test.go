@@ -89,6 +89,18 @@ func BenchmarkBigMailbox(b *testing.B) {
 			}
 		}
 	})
+	// FETCH over a sequence set with a hole at every other UID: 50,000 ranges.
+	var sparse store.UIDSet
+	for uid := uint32(1); uid <= bigMailbox; uid += 2 {
+		sparse = append(sparse, store.UIDRange{Start: uid, Stop: uid})
+	}
+	b.Run("MessagesSparse", func(b *testing.B) {
+		for b.Loop() {
+			if msgs, err := s.Messages(ctx, store.MessageQuery{MailboxID: mb.ID, UIDs: sparse}); err != nil || len(msgs) != bigMailbox/2 {
+				b.Fatal(len(msgs), err)
+			}
+		}
+	})
 	b.Run("MailboxStatus", func(b *testing.B) {
 		for b.Loop() {
 			if st, err := s.MailboxStatus(ctx, mb.ID); err != nil || st.Messages != bigMailbox {

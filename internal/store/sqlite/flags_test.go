@@ -59,3 +59,26 @@ func FuzzFlags(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUIDMatcher: the matcher agrees with UIDSet.Contains for ascending UIDs, whatever the ranges.
+func FuzzUIDMatcher(f *testing.F) {
+	f.Add([]byte{1, 3, 5, 0, 2, 2}, uint8(9))
+	f.Add([]byte{9, 4, 1, 1}, uint8(12))
+	f.Fuzz(func(t *testing.T, raw []byte, top uint8) {
+		var set store.UIDSet
+		for i := 0; i+1 < len(raw); i += 2 {
+			set = append(set, store.UIDRange{Start: uint32(raw[i]), Stop: uint32(raw[i+1])})
+		}
+		m := newUIDMatcher(set)
+		lo, hi := m.bounds()
+		for uid := uint32(1); uid <= uint32(top)+1; uid++ {
+			want := set.Contains(uid)
+			if got := m.match(uid); got != want {
+				t.Fatalf("set %v, UID %d: match %v, Contains %v", set, uid, got, want)
+			}
+			if want && (uid < lo || uid > hi) {
+				t.Fatalf("set %v: UID %d outside bounds %d..%d", set, uid, lo, hi)
+			}
+		}
+	})
+}

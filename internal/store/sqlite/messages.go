@@ -1,27 +1,62 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/postern/postern/internal/store"
 )
 
-// uidBounds returns an inclusive UID interval that holds every UID of set (callers still filter with
-// set.Contains): queries then read one index range however many ranges an IMAP sequence set has.
-func uidBounds(set store.UIDSet) (lo, hi uint32) {
-	lo, hi = math.MaxUint32, 0
+// uidMatcher tests UIDs in ascending order against a UIDSet in amortized constant time: an IMAP sequence set over
+// a mailbox with many holes can have tens of thousands of ranges, and UIDSet.Contains on each row would then be
+// quadratic.
+type uidMatcher struct {
+	ranges [][2]uint32 // sorted, merged, inclusive
+	i      int
+}
+
+func newUIDMatcher(set store.UIDSet) *uidMatcher {
+	rs := make([][2]uint32, 0, len(set))
 	for _, r := range set {
-		a, b := r.Start, r.Stop
-		if b == 0 {
-			b = math.MaxUint32
+		if r.Stop == 0 {
+			r.Stop = math.MaxUint32
 		}
-		lo, hi = min(lo, a, b), max(hi, a, b)
+		if r.Start > r.Stop { // UIDRange.Contains matches nothing then
+			continue
+		}
+		rs = append(rs, [2]uint32{r.Start, r.Stop})
 	}
-	return lo, hi
+	slices.SortFunc(rs, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
+	merged := rs[:0]
+	for _, r := range rs {
+		if n := len(merged); n > 0 && uint64(r[0]) <= uint64(merged[n-1][1])+1 {
+			merged[n-1][1] = max(merged[n-1][1], r[1])
+			continue
+		}
+		merged = append(merged, r)
+	}
+	return &uidMatcher{ranges: merged}
+}
+
+// bounds returns the interval spanning every range (lo > hi when there is none).
+func (m *uidMatcher) bounds() (lo, hi uint32) {
+	if len(m.ranges) == 0 {
+		return 1, 0
+	}
+	return m.ranges[0][0], m.ranges[len(m.ranges)-1][1]
+}
+
+// match reports whether uid is in the set; successive calls must pass ascending UIDs.
+func (m *uidMatcher) match(uid uint32) bool {
+	for m.i < len(m.ranges) && m.ranges[m.i][1] < uid {
+		m.i++
+	}
+	return m.i < len(m.ranges) && m.ranges[m.i][0] <= uid
 }
 
 // messageCols are the columns scanMessage reads. Not mailbox_id: every query is for one mailbox, and each column
@@ -41,11 +76,12 @@ func scanMessage(row interface{ Scan(...any) error }, mailboxID int64, extra ...
 // ascending UID.
 func selectMessages(ctx context.Context, q querier, mailboxID int64, set store.UIDSet, all, withMeta bool) ([]store.Message, error) {
 	lo, hi := uint32(1), uint32(math.MaxUint32)
+	var match *uidMatcher
 	if !all || set != nil {
-		if len(set) == 0 {
+		match = newUIDMatcher(set)
+		if lo, hi = match.bounds(); lo > hi {
 			return []store.Message{}, nil
 		}
-		lo, hi = uidBounds(set)
 	}
 	query := `SELECT ` + messageCols + ` FROM messages m WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid`
 	if withMeta {
@@ -75,7 +111,7 @@ func selectMessages(ctx context.Context, q querier, mailboxID int64, set store.U
 		if err != nil {
 			return nil, err
 		}
-		if set != nil && !set.Contains(m.UID) {
+		if match != nil && !match.match(m.UID) {
 			continue
 		}
 		m.Meta = meta

@@ -166,6 +166,8 @@ func testMessagesQuery(t *testing.T, open Opener) {
 		{store.UIDSet{{Start: 4, Stop: 4}, {Start: 1, Stop: 2}}, "[1 2 4]"},
 		{store.UIDSet{{Start: 3, Stop: 0}}, "[3 4]"},
 		{store.UIDSet{{Start: 9, Stop: 0}}, "[]"},
+		{store.UIDSet{{Start: 2, Stop: 3}, {Start: 1, Stop: 2}, {Start: 3, Stop: 3}}, "[1 2 3]"},
+		{store.UIDSet{{Start: 1, Stop: 1}, {Start: 3, Stop: 3}, {Start: 5, Stop: 1000}}, "[1 3]"},
 	} {
 		got := must2(s.Messages(ctx, store.MessageQuery{MailboxID: inbox.ID, UIDs: c.set}))(t)
 		if fmt.Sprint(uids(got)) != c.want {
