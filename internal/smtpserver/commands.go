@@ -138,6 +138,9 @@ func (c *session) cmdMail(arg string) *reply {
 	if r := c.mailParams(tx, params); r != nil {
 		return r
 	}
+	if !tx.env.SMTPUTF8 && !isASCII(path) {
+		return utf8Required()
+	}
 	if r := c.checkSender(tx); r != nil {
 		return r
 	}
@@ -236,6 +239,9 @@ func (c *session) cmdRcpt(arg string) *reply {
 	if !ok || path == "" {
 		return &reply{501, "5.5.4", "Syntax: RCPT TO:<address>"}
 	}
+	if !c.tx.env.SMTPUTF8 && !isASCII(path) {
+		return utf8Required()
+	}
 	addr, err := mail.ParseAddress(path)
 	if err != nil {
 		return &reply{501, "5.1.3", "Bad recipient address syntax"}
@@ -299,4 +305,19 @@ func (c *session) checkRecipient(addr mail.Address) *reply {
 	}
 	// RFC 5321 3.6.2: no open relay.
 	return &reply{554, "5.7.1", "Relay access denied"}
+}
+
+// utf8Required refuses a non-ASCII address in a transaction that did not declare SMTPUTF8: RFC 6531 3.4 lets
+// internationalized addresses appear only after MAIL ... SMTPUTF8; the reply is Postfix's (RFC 6531 3.6.1 code).
+func utf8Required() *reply {
+	return &reply{553, "5.6.7", "Must declare SMTPUTF8 to send unicode address"}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
