@@ -14,6 +14,7 @@ import (
 
 	"github.com/postern/postern/internal/directory"
 	"github.com/postern/postern/internal/mail"
+	"github.com/postern/postern/internal/mail/msginfo"
 	"github.com/postern/postern/internal/maillog"
 	"github.com/postern/postern/internal/store"
 )
@@ -108,6 +109,9 @@ func (a *Agent) Deliver(ctx context.Context, env *mail.Envelope, body io.Reader)
 	}
 	written = append(written, ref.ID)
 	d.Blob = ref
+	if len(p.users) > 0 {
+		d.Meta = a.parse(ctx, ref.ID)
+	}
 	for _, u := range p.users {
 		d.Local = append(d.Local, store.LocalCopy{UserID: u.ID})
 	}
@@ -129,6 +133,24 @@ func (a *Agent) Deliver(ctx context.Context, env *mail.Envelope, body io.Reader)
 	}
 	a.logDone(env, p, ref.Size)
 	return nil
+}
+
+// parse reads the stored blob back (it is in the page cache) and parses it once for IMAP: envelope, body
+// structure and part offsets are kept with the blob so FETCH never re-parses it (DESIGN.md, the store). Parsing
+// never rejects mail: on a read error the message is stored without the cache and IMAP parses it when asked.
+func (a *Agent) parse(ctx context.Context, blobID string) []byte {
+	r, err := a.opts.Store.Blobs().Open(ctx, blobID)
+	if err != nil {
+		a.opts.Logger.Warn("parse stored message", "blob", blobID, "err", err)
+		return nil
+	}
+	defer r.Close()
+	info, err := msginfo.Parse(r)
+	if err != nil {
+		a.opts.Logger.Warn("parse stored message", "blob", blobID, "err", err)
+		return nil
+	}
+	return info.Marshal()
 }
 
 // plan resolves every envelope recipient.

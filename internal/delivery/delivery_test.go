@@ -10,6 +10,7 @@ import (
 
 	"github.com/postern/postern/internal/directory"
 	"github.com/postern/postern/internal/mail"
+	"github.com/postern/postern/internal/mail/msginfo"
 	"github.com/postern/postern/internal/store"
 	"github.com/postern/postern/internal/store/sqlite"
 )
@@ -35,6 +36,15 @@ func setup(t *testing.T) (*Agent, *sqlite.Store) {
 		t.Fatal(err)
 	}
 	return a, st
+}
+
+func mustUser(t *testing.T, st *sqlite.Store, address string) store.User {
+	t.Helper()
+	u, err := st.GetUser(context.Background(), address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 func addr(s string) mail.Address { a, _ := mail.ParseAddress(s); return a }
@@ -72,6 +82,16 @@ func TestLocalAndRemote(t *testing.T) {
 	}
 	if got := read(t, st, ma[0].BlobID); got != "Return-Path: <sender@remote.net>\r\n"+body {
 		t.Fatalf("local blob: %q", got)
+	}
+	// The parsed structure is stored with the blob, its offsets counted in the stored bytes (with Return-Path).
+	mbox, _ := st.GetMailbox(ctx, mustUser(t, st, "a@example.org").ID, "INBOX")
+	full, err := st.Messages(ctx, store.MessageQuery{MailboxID: mbox.ID, WithMeta: true})
+	if err != nil || len(full) != 1 {
+		t.Fatalf("Messages: %v %+v", err, full)
+	}
+	info, err := msginfo.Unmarshal(full[0].Meta)
+	if err != nil || info.Envelope.Subject != "hi" || info.Root.BodyEnd != int64(len("Return-Path: <sender@remote.net>\r\n"+body)) {
+		t.Fatalf("stored meta: %v %+v", err, info)
 	}
 	q, err := st.GetQueued(ctx, "Q1")
 	if err != nil {
