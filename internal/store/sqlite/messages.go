@@ -121,11 +121,30 @@ func selectMessages(ctx context.Context, q querier, mailboxID int64, set store.U
 }
 
 // Messages lists messages by ascending UID; without q.WithMeta it reads neither bodies nor parsed structures.
+// A missing mailbox (deleted by another session, say) is ErrNotFound.
 func (s *Store) Messages(ctx context.Context, q store.MessageQuery) ([]store.Message, error) {
-	return selectMessages(ctx, s.rdb, q.MailboxID, q.UIDs, true, q.WithMeta)
+	msgs, err := selectMessages(ctx, s.rdb, q.MailboxID, q.UIDs, true, q.WithMeta)
+	if err == nil && len(msgs) == 0 {
+		err = s.mailboxExists(ctx, q.MailboxID)
+	}
+	return msgs, err
 }
 
-// MessageUIDs lists the UIDs of a mailbox in ascending order; the (mailbox_id, uid) index answers it alone.
+// mailboxExists fails with ErrNotFound when there is no such mailbox. Listings call it only when they found no
+// message, so the common case costs no extra query.
+func (s *Store) mailboxExists(ctx context.Context, id int64) error {
+	var ok bool
+	if err := s.rdb.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM mailboxes WHERE id = ?)`, id).Scan(&ok); err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("mailbox #%d: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// MessageUIDs lists the UIDs of a mailbox in ascending order; the (mailbox_id, uid) index answers it alone. A
+// missing mailbox is ErrNotFound.
 func (s *Store) MessageUIDs(ctx context.Context, mailboxID int64) ([]uint32, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
 	if err != nil {
@@ -140,7 +159,10 @@ func (s *Store) MessageUIDs(ctx context.Context, mailboxID int64) ([]uint32, err
 		}
 		out = append(out, uid)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil || len(out) > 0 {
+		return out, err
+	}
+	return out, s.mailboxExists(ctx, mailboxID)
 }
 
 // bumpModSeq takes the next modseq of a mailbox. One operation (a STORE, an EXPUNGE, a COPY into it) takes one

@@ -81,6 +81,15 @@ func testAppendUIDs(t *testing.T, open Opener) {
 	if got := must2(s.MessageUIDs(ctx, inbox.ID))(t); fmt.Sprint(got) != "[1 4]" {
 		t.Fatalf("MessageUIDs = %v", got)
 	}
+	if _, err := s.Messages(ctx, store.MessageQuery{MailboxID: inbox.ID + 1000}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Messages of a missing mailbox: %v", err)
+	}
+	if _, err := s.MessageUIDs(ctx, inbox.ID+1000); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("MessageUIDs of a missing mailbox: %v", err)
+	}
+	if got, err := s.MessageUIDs(ctx, getMailbox(t, s, u.ID, "Trash").ID); err != nil || len(got) != 0 {
+		t.Fatalf("MessageUIDs of an empty mailbox: %v, %v", got, err)
+	}
 	if _, err := s.Append(ctx, store.AppendRequest{MailboxID: inbox.ID + 1000, Blob: putBlob(t, s, "x")}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Append to a missing mailbox: %v", err)
 	}
