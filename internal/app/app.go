@@ -116,7 +116,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	// Each protocol family has its own builder (smtp here, imap.go, pop.go); each appends to a.services.
-	for _, build := range []func(*config.Config) error{a.buildSMTP, a.buildIMAP} {
+	for _, build := range []func(*config.Config) error{a.buildSMTP, a.buildIMAP, a.buildPOP} {
 		if err := build(cfg); err != nil {
 			closeServices(a.services)
 			a.close()
