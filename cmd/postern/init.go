@@ -88,11 +88,11 @@ func listenBlock(unprivileged bool) string {
 		{"smtp", `[":25"]`, `["127.0.0.1:2525"]`, "MX: STARTTLS offered, AUTH only after TLS"},
 		{"submission", `[":587"]`, `["127.0.0.1:2587"]`, "STARTTLS, then AUTH, then mail"},
 		{"submissions", `[":465"]`, `["127.0.0.1:2465"]`, "implicit TLS; AUTH required"},
-		{"imap", `[":143"]`, `["127.0.0.1:2143"]`, "IMAP with STARTTLS (coming)"},
-		{"imaps", `[":993"]`, `["127.0.0.1:2993"]`, "IMAP over implicit TLS (coming)"},
-		{"pop3", `[":110"]`, `["127.0.0.1:2110"]`, "POP3 with STLS (coming)"},
-		{"pop3s", `[":995"]`, `["127.0.0.1:2995"]`, "POP3 over implicit TLS (coming)"},
-		{"pop2", `[]`, `[]`, "legacy RFC 937, off by default"},
+		{"imap", `[":143"]`, `["127.0.0.1:2143"]`, "IMAP4rev2/rev1 with STARTTLS; LOGIN refused before TLS"},
+		{"imaps", `[":993"]`, `["127.0.0.1:2993"]`, "IMAP over implicit TLS"},
+		{"pop3", `[":110"]`, `["127.0.0.1:2110"]`, "POP3 with STLS; USER/PASS/AUTH refused before TLS"},
+		{"pop3s", `[":995"]`, `["127.0.0.1:2995"]`, "POP3 over implicit TLS"},
+		{"pop2", `[]`, `[]`, "legacy RFC 937 (e.g. [\":109\"]), off by default; needs allow_plaintext"},
 		{"http", `[":8080"]`, `["127.0.0.1:8080"]`, "web admin, autoconfig, metrics (coming)"},
 	}
 	var b strings.Builder
