@@ -10,8 +10,8 @@ import (
 // encoded-words in headers; Content-Transfer-Encoding and the charset parameter in bodies). The needle is
 // UTF-8. Case-insensitivity is Unicode simple lower-casing.
 
-// HeaderContains reports whether a field named field (any field when field is "") of the message header
-// contains needle once unfolded and decoded. An empty needle matches any message that has the field (RFC
+// HeaderContains reports whether a field named field of the message header contains needle once unfolded
+// and decoded. With field "" any field matches, name included ("Subject: text"). An empty needle matches any message that has the field (RFC
 // 9051 6.4.4 HEADER).
 func HeaderContains(msg []byte, i *Info, field, needle string) bool {
 	h := span(msg, i.Root.HeaderStart, i.Root.HeaderEnd)
@@ -29,7 +29,11 @@ func HeaderContains(msg []byte, i *Info, field, needle string) bool {
 		if colon := bytes.IndexByte(whole, ':'); colon >= 0 {
 			value = whole[colon+1:]
 		}
-		found = strings.Contains(strings.ToLower(decodeWords(unfold(value))), n)
+		hay := decodeWords(unfold(value))
+		if field == "" {
+			hay = string(name) + ": " + hay
+		}
+		found = strings.Contains(strings.ToLower(hay), n)
 		return !found
 	})
 	return found
