@@ -103,11 +103,11 @@ func (s *Store) CreateMailbox(ctx context.Context, userID int64, name, specialUs
 }
 
 // DeleteMailbox removes a mailbox with its messages and tombstones; its children and its subscription stay
-// (RFC 9051 6.3.4, 6.3.9: a server must not unsubscribe a name on its own). INBOX cannot be deleted.
+// (RFC 9051 6.3.5, 6.3.7: a server must not unsubscribe a name on its own). INBOX cannot be deleted.
 func (s *Store) DeleteMailbox(ctx context.Context, userID int64, name string) error {
 	name = mailboxName(name)
 	if name == "INBOX" {
-		return fmt.Errorf("mailbox INBOX cannot be deleted") // RFC 9051 6.3.4
+		return fmt.Errorf("mailbox INBOX cannot be deleted") // RFC 9051 6.3.5
 	}
 	return s.do(ctx, "delete mailbox", func(ctx context.Context, w *wtx) error {
 		mb, err := mailboxByName(ctx, w, userID, name)
@@ -127,7 +127,8 @@ func (s *Store) DeleteMailbox(ctx context.Context, userID int64, name string) er
 }
 
 // RenameMailbox renames a mailbox and every mailbox below it, keeping their UIDVALIDITY, and moves their
-// subscriptions along (as Dovecot does). Renaming INBOX is special (RFC 9051 6.3.6): see renameInbox.
+// subscriptions along: the user asked for the move, and a subscription left on the old name would only show up as
+// a \NonExistent folder. Renaming INBOX is special (RFC 9051 6.3.6): see renameInbox.
 func (s *Store) RenameMailbox(ctx context.Context, userID int64, oldName, newName string) error {
 	oldName, newName = mailboxName(oldName), mailboxName(newName)
 	if err := checkMailboxName(newName); err != nil {
@@ -246,7 +247,7 @@ func (s *Store) MailboxStatus(ctx context.Context, mailboxID int64) (store.Mailb
 	return st, err
 }
 
-// Subscribe adds name to the user's subscriptions, whether or not such a mailbox exists (RFC 9051 6.3.9).
+// Subscribe adds name to the user's subscriptions, whether or not such a mailbox exists (RFC 9051 6.3.7).
 func (s *Store) Subscribe(ctx context.Context, userID int64, name string) error {
 	name = mailboxName(name)
 	return s.do(ctx, "subscribe", func(ctx context.Context, w *wtx) error {
@@ -258,8 +259,8 @@ func (s *Store) Subscribe(ctx context.Context, userID int64, name string) error 
 	})
 }
 
-// Unsubscribe removes name from the user's subscriptions; ErrNotFound when it was not subscribed (RFC 9051
-// 6.3.10 answers NO then).
+// Unsubscribe removes name from the user's subscriptions; ErrNotFound when it was not subscribed, so the IMAP
+// layer can choose its answer (RFC 9051 6.3.8).
 func (s *Store) Unsubscribe(ctx context.Context, userID int64, name string) error {
 	name = mailboxName(name)
 	return s.do(ctx, "unsubscribe", func(ctx context.Context, w *wtx) error {

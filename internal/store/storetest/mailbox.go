@@ -259,7 +259,7 @@ func testRenameInbox(t *testing.T, open Opener) {
 	}
 }
 
-// testSubscriptions: subscriptions are names, independent of mailboxes (RFC 9051 6.3.9, 6.3.10).
+// testSubscriptions: subscriptions are names, independent of mailboxes (RFC 9051 6.3.7, 6.3.8).
 func testSubscriptions(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s, u := newUser(t, open, 0)
