@@ -133,9 +133,9 @@ func (a *App) openMailLog(cfg *config.Config) error {
 		a.mailLog = maillog.New(os.Stderr, nil)
 		return nil
 	case "":
-		path = filepath.Join(cfg.DataDir, "mail.log")
+		path = "mail.log"
 	}
-	if !filepath.IsAbs(path) {
+	if !filepath.IsAbs(path) { // relative to data_dir, as the config comment says
 		path = filepath.Join(cfg.DataDir, path)
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
