@@ -56,7 +56,10 @@ func TestAuthFailuresDisconnect(t *testing.T) {
 	tc := e.dial()
 	tc.cmd("a1 LOGIN alice@example.org x").no()
 	tc.cmd("a2 LOGIN alice@example.org y").no()
-	tc.cmd("a3 LOGIN alice@example.org z").no().has("BYE")
+	tc.cmd("a3 LOGIN alice@example.org z").no()
+	if l := tc.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Fatalf("got %q, want BYE", l)
+	}
 	tc.c.SetReadDeadline(timeSoon())
 	if _, err := tc.br.ReadByte(); err == nil {
 		t.Fatal("connection still open after 3 failures")
@@ -158,6 +161,8 @@ func TestBadSyntaxGoesOn(t *testing.T) {
 		t.Fatalf("got %q", l)
 	}
 	tc.cmd("a11 NOOP").ok()
+	tc.cmd("long NOOP " + strings.Repeat("x", 100000)).bad().code(`TOOBIG`)
+	tc.cmd("a12 NOOP").ok()
 }
 
 func TestIdleSeesDelivery(t *testing.T) {

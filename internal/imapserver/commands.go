@@ -213,7 +213,7 @@ func (c *session) authFailed(err error) error {
 	}
 	c.authFails++
 	if c.authFails >= c.opts().MaxAuthFailures {
-		c.writef("* BYE Too many authentication failures")
+		c.bye = "Too many authentication failures" // after the tagged NO, then the connection closes
 		c.state = stateLogout
 	}
 	return no("AUTHENTICATIONFAILED", "Authentication failed")

@@ -309,3 +309,11 @@ func (tc *tconn) starttls() {
 	}
 	tc.c, tc.br = c, bufio.NewReader(c)
 }
+
+// wrapConn sends writes through w (a compressor) and everything else to the connection.
+type wrapConn struct {
+	net.Conn
+	w io.Writer
+}
+
+func (c wrapConn) Write(b []byte) (int, error) { return c.w.Write(b) }

@@ -50,6 +50,7 @@ type source struct {
 	maxLine  int
 	maxSmall int64        // total in-memory literal octets in one command (APPEND streams instead)
 	cont     func() error // sends "+ ..." and flushes (the synchronizing literal's continuation)
+	head     []byte       // the first octets of the last over-long line (for its tag)
 }
 
 // readLine reads one line without its CRLF (a bare LF is accepted). An over-long line is consumed to its end and
@@ -61,6 +62,7 @@ func (s *source) readLine() (line []byte, tooLong bool, err error) {
 		if !tooLong {
 			buf = append(buf, frag...)
 			if len(buf) > s.maxLine+2 {
+				s.head = append(s.head[:0], buf[:min(len(buf), 64)]...)
 				tooLong, buf = true, nil
 			}
 		}

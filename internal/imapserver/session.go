@@ -75,6 +75,7 @@ type session struct {
 	authFails int
 	searchRes []uint32 // SEARCHRES "$" (RFC 5182): UIDs saved by the last SEARCH RETURN (SAVE)
 
+	bye     string // sent after the tagged response when the session must end
 	cmdName string // the command in progress ("FETCH", "UID FETCH")
 	okCode  string // the tagged OK's response code for the command in progress
 	okText  string
@@ -183,7 +184,12 @@ func (c *session) readCommandLine() ([]byte, error) {
 			return nil, err
 		}
 		if tooLong {
-			c.writef("* BAD [TOOBIG] Command line too long")
+			// The tag is kept from the line's start so the client can match the answer.
+			if tag := leadingTag(c.src.head); tag != "" {
+				c.writef("%s BAD [TOOBIG] Command line too long", tag)
+			} else {
+				c.writef("* BAD [TOOBIG] Command line too long")
+			}
 			continue
 		}
 		if len(line) == 0 {
@@ -356,6 +362,9 @@ func (c *session) finish(tag, name string, cmd command, p *parser, err error) er
 		c.writef("%s NO [SERVERBUG] Internal error, try again later", tag)
 	}
 	if c.state == stateLogout {
+		if c.bye != "" {
+			c.writef("* BYE %s", c.bye)
+		}
 		return errLogout
 	}
 	return nil
@@ -415,11 +424,23 @@ func (c *session) startCompress() error {
 	if err != nil {
 		return err
 	}
-	// The input is read through the bufio.Reader that already holds the connection; the client sends nothing
-	// compressed before our OK (RFC 4978 3), so nothing is buffered.
-	c.br.Reset(flate.NewReader(bufio.NewReaderSize(conn, 8192)))
+	// The client sends nothing compressed before our OK (RFC 4978 3), so nothing is buffered in c.br. The
+	// decoder's goroutine ends when the connection is closed at the end of the session.
+	c.br.Reset(newInflateReader(bufio.NewReaderSize(conn, 8192)))
 	c.zw = zw
 	c.bw.Reset(zw)
 	c.compress = true
 	return nil
+}
+
+// leadingTag returns the tag at the start of a line prefix, if it is one.
+func leadingTag(head []byte) string {
+	i := 0
+	for i < len(head) && isTagChar(head[i]) {
+		i++
+	}
+	if i == 0 || i >= len(head) || head[i] != ' ' {
+		return ""
+	}
+	return string(head[:i])
 }
