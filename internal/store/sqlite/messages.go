@@ -3,7 +3,7 @@ package sqlite
 import (
 	"cmp"
 	"context"
-	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -246,8 +246,11 @@ func (s *Store) StoreFlags(ctx context.Context, req store.StoreFlagsRequest) (st
 			return err
 		}
 		res.HighestModSeq = mb.HighestModSeq
-		var modseq uint64
-		var stmt *sql.Stmt
+		// Changed messages are grouped by their new flags and each group updated in one statement: a STORE 1:*
+		// usually leaves a handful of distinct flag sets, and one driver call per message costs more than SQLite's
+		// own work.
+		groups := map[string][]int64{}
+		var order []string
 		for i := range msgs {
 			m := &msgs[i]
 			if req.UnchangedSince != 0 && m.ModSeq > req.UnchangedSince {
@@ -258,21 +261,28 @@ func (s *Store) StoreFlags(ctx context.Context, req store.StoreFlagsRequest) (st
 			if !changed {
 				continue
 			}
-			if modseq == 0 {
-				if modseq, err = bumpModSeq(ctx, w, req.MailboxID); err != nil {
+			if res.HighestModSeq == mb.HighestModSeq {
+				if res.HighestModSeq, err = bumpModSeq(ctx, w, req.MailboxID); err != nil {
 					return err
 				}
-				if stmt, err = w.PrepareContext(ctx, `UPDATE messages SET flags = ?, modseq = ? WHERE id = ?`); err != nil {
-					return err
-				}
-				defer stmt.Close()
-				res.HighestModSeq = modseq
 				w.touch(req.MailboxID)
 			}
-			if _, err := stmt.ExecContext(ctx, joinFlags(next), modseq, m.ID); err != nil {
-				return fmt.Errorf("store flags of UID %d: %w", m.UID, err)
+			key := joinFlags(next)
+			if _, ok := groups[key]; !ok {
+				order = append(order, key)
 			}
-			m.Flags, m.ModSeq = next, modseq
+			groups[key] = append(groups[key], m.ID)
+			m.Flags, m.ModSeq = next, res.HighestModSeq
+		}
+		for _, key := range order {
+			ids, err := json.Marshal(groups[key])
+			if err != nil {
+				return err
+			}
+			if _, err := w.ExecContext(ctx, `UPDATE messages SET flags = ?, modseq = ? WHERE id IN (SELECT value FROM json_each(?))`,
+				key, res.HighestModSeq, ids); err != nil {
+				return fmt.Errorf("store flags: %w", err)
+			}
 		}
 		res.Messages = msgs
 		return nil
