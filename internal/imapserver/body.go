@@ -1,104 +1,131 @@
 package imapserver
 
 import (
-	netmail "net/mail"
-	"time"
-
 	"bytes"
 	"errors"
+	"fmt"
+	"time"
+
+	"github.com/postern/postern/internal/mail/msginfo"
 	"github.com/postern/postern/internal/store"
-	"strings"
 )
 
-// TEMPORARY: replaced by mail/msginfo once it is committed.
+// Message content for FETCH and SEARCH comes from mail/msginfo: the structure parsed once at delivery or APPEND
+// (store.Message.Meta) and byte slices of the blob. A message stored without Meta (or with Meta in a format
+// this version cannot read) is parsed from its blob once per use.
 
 var errUnknownCTE = errors.New("unknown content-transfer-encoding")
 
-type msgInfo struct{}
-
-func (f *fetchMsg) parsed() (*msgInfo, error) { return &msgInfo{}, nil }
-
-func (i *msgInfo) appendEnvelope(b []byte) []byte {
-	return append(b, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"...)
+// parsed returns the message's structure.
+func (f *fetchMsg) parsed() (*msginfo.Info, error) {
+	if f.info != nil {
+		return f.info, nil
+	}
+	if len(f.m.Meta) > 0 {
+		if info, err := msginfo.Unmarshal(f.m.Meta); err == nil {
+			f.info = info
+			return info, nil
+		}
+	}
+	msg, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	info, err := msginfo.Parse(bytes.NewReader(msg))
+	if err != nil {
+		return nil, err
+	}
+	f.info = info
+	return info, nil
 }
 
-func (i *msgInfo) appendBodyStructure(b []byte, ext bool) []byte {
-	return append(b, `("TEXT" "PLAIN" NIL NIL NIL "7BIT" 0 0)`...)
-}
-
+// sectionBytes returns BODY[section]; a part that does not exist is an empty string, as in Dovecot.
 func (f *fetchMsg) sectionBytes(s sectionSpec) ([]byte, error) {
 	msg, err := f.load()
 	if err != nil {
 		return nil, err
 	}
-	if len(s.path) > 0 {
+	if len(s.path) == 0 && s.specifier == "" {
+		return msg, nil // the whole message needs no structure
+	}
+	info, err := f.parsed()
+	if err != nil {
+		return nil, err
+	}
+	b, err := info.SectionBytes(msg, msginfo.Section{Path: s.path, Specifier: s.specifier, Fields: s.fields})
+	if errors.Is(err, msginfo.ErrNoSuchPart) {
 		return nil, nil
 	}
-	hdrEnd := bytes.Index(msg, []byte("\r\n\r\n"))
-	if hdrEnd < 0 {
-		hdrEnd = len(msg)
-	} else {
-		hdrEnd += 4
-	}
-	switch s.specifier {
-	case "":
-		return msg, nil
-	case "HEADER":
-		return msg[:hdrEnd], nil
-	case "TEXT":
-		return msg[hdrEnd:], nil
-	case "HEADER.FIELDS", "HEADER.FIELDS.NOT":
-		var out []byte
-		lines := strings.SplitAfter(string(msg[:hdrEnd]), "\r\n")
-		keep := false
-		for _, l := range lines {
-			if l == "\r\n" || l == "" {
-				continue
-			}
-			if l[0] != ' ' && l[0] != '\t' {
-				name, _, _ := strings.Cut(l, ":")
-				in := false
-				for _, f := range s.fields {
-					if strings.EqualFold(f, strings.TrimSpace(name)) {
-						in = true
-					}
-				}
-				keep = in == (s.specifier == "HEADER.FIELDS")
-			}
-			if keep {
-				out = append(out, l...)
-			}
-		}
-		return append(out, "\r\n"...), nil
-	}
-	return nil, nil
+	return b, err
 }
 
+// binaryBytes returns the decoded content of a part (RFC 3516).
 func (f *fetchMsg) binaryBytes(path []int) ([]byte, error) {
-	return f.sectionBytes(sectionSpec{path: path})
+	msg, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	info, err := f.parsed()
+	if err != nil {
+		return nil, err
+	}
+	b, err := info.BinaryBytes(msg, path)
+	switch {
+	case errors.Is(err, msginfo.ErrNoSuchPart):
+		return nil, nil
+	case errors.Is(err, msginfo.ErrUnknownCTE):
+		return nil, errUnknownCTE
+	}
+	return b, err
 }
 
-func (c *session) parseMeta(ref store.BlobRef) ([]byte, error) { return nil, nil }
-
+// sentDate is the parsed Date: header (zero when missing).
 func (f *fetchMsg) sentDate() (time.Time, error) {
-	msg, err := f.load()
+	info, err := f.parsed()
 	if err != nil {
 		return time.Time{}, err
 	}
-	m, err := netmail.ReadMessage(bytes.NewReader(msg))
-	if err != nil {
-		return time.Time{}, nil
-	}
-	d, _ := m.Header.Date()
-	return d, nil
+	return info.Sort.Date, nil
 }
 
+// contains evaluates SEARCH HEADER / BODY / TEXT on decoded text (RFC 9051 6.4.4).
 func (f *fetchMsg) contains(op, field, value string) (bool, error) {
 	msg, err := f.load()
 	if err != nil {
 		return false, err
 	}
-	return strings.Contains(strings.ToLower(string(msg)), strings.ToLower(value)), nil
+	info, err := f.parsed()
+	if err != nil {
+		return false, err
+	}
+	switch op {
+	case "HEADER":
+		return msginfo.HeaderContains(msg, info, field, value), nil
+	case "BODY":
+		return msginfo.BodyContains(msg, info, value), nil
+	}
+	return msginfo.TextContains(msg, info, value), nil
 }
 
-func parseMetaBytes(b []byte) ([]byte, error) { return nil, nil }
+// parseMeta parses an uploaded blob for the store (APPEND), reading it back from the blob store.
+func (c *session) parseMeta(ref store.BlobRef) ([]byte, error) {
+	rc, err := c.opts().Store.Blobs().Open(c.ctx, ref.ID)
+	if err != nil {
+		return nil, fmt.Errorf("open blob %s: %w", ref.ID, err)
+	}
+	defer rc.Close()
+	info, err := msginfo.Parse(rc)
+	if err != nil {
+		return nil, fmt.Errorf("parse blob %s: %w", ref.ID, err)
+	}
+	return info.Marshal(), nil
+}
+
+// parseMetaBytes parses a message held in memory.
+func parseMetaBytes(b []byte) ([]byte, error) {
+	info, err := msginfo.Parse(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	return info.Marshal(), nil
+}

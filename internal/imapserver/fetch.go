@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/postern/postern/internal/mail/msginfo"
 	"github.com/postern/postern/internal/store"
 )
 
@@ -14,7 +15,7 @@ type fetchMsg struct {
 	c    *session
 	m    store.Message
 	blob []byte
-	info *msgInfo
+	info *msginfo.Info
 }
 
 // load reads the whole blob.
@@ -223,9 +224,9 @@ func (c *session) appendFetchItem(b []byte, f *fetchMsg, it fetchItem) ([]byte, 
 			return nil, err
 		}
 		if it.kind == fEnvelope {
-			return info.appendEnvelope(b), nil
+			return msginfo.AppendEnvelope(b, &info.Envelope), nil
 		}
-		return info.appendBodyStructure(b, it.kind == fBodyStructure), nil
+		return msginfo.AppendBodyStructure(b, info.Root, it.kind == fBodyStructure), nil
 	case fSection:
 		data, err := f.sectionBytes(it.section)
 		if err != nil {

@@ -1,0 +1,38 @@
+package imapserver
+
+import (
+	"testing"
+)
+
+const multipartMsg = "From: \"Bob B.\" <bob@example.org>\r\nTo: alice@example.org, carol@example.org\r\n" +
+	"Subject: =?UTF-8?Q?caf=C3=A9?= report\r\nDate: Sat, 02 Mar 2024 09:30:00 +0100\r\nMessage-ID: <m1@example.org>\r\n" +
+	"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n" +
+	"preamble\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+	"caf=C3=A9 au lait\r\n--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n" +
+	"Content-Disposition: attachment; filename=\"a.bin\"\r\n\r\nAAECAw==\r\n--XX--\r\n"
+
+func TestFetchStructure(t *testing.T) {
+	e := newEnv(t, nil)
+	e.deliver("INBOX", multipartMsg)
+	tc := e.login()
+	tc.cmd("a1 EXAMINE INBOX").ok().code(`READ-ONLY`)
+	tc.cmd("a2 FETCH 1 ENVELOPE").ok().has(`1 FETCH \(ENVELOPE \("Sat, 02 Mar 2024 09:30:00 \+0100" "=\?UTF-8\?Q\?caf=C3=A9\?= report" \(\("Bob B\." NIL "bob" "example.org"\)\) .*\("alice" NIL "alice" "example.org"|\(NIL NIL "alice" "example.org"\)`)
+	tc.cmd("a3 FETCH 1 BODYSTRUCTURE").ok().has(`1 FETCH \(BODYSTRUCTURE \(\("text" "plain" \("charset" "utf-8"\) NIL NIL "quoted-printable" \d+ \d+ .*\)\("application" "octet-stream" NIL NIL NIL "base64" 8 .*"mixed" \("boundary" "XX"\)`)
+	tc.cmd("a4 FETCH 1 BODY").ok().has(`1 FETCH \(BODY \(\("text" "plain"`)
+	tc.cmd("a5 FETCH 1 (BODY[1] BODY[2.MIME] BODY[1]<0.4>)").ok().
+		has(`(?s)1 FETCH \(BODY\[1\] \{\d+\}\r\ncaf=C3=A9 au lait BODY\[2.MIME\] \{\d+\}\r\nContent-Type: application/octet-stream.* BODY\[1\]<0> \{4\}\r\ncaf=\)`)
+	tc.cmd("a6 FETCH 1 (BINARY[2] BINARY.SIZE[2] BINARY[1])").ok().has(`(?s)1 FETCH \(BINARY\[2\] ~\{4\}\r\n\x00\x01\x02\x03 BINARY.SIZE\[2\] 4 BINARY\[1\] \{\d+\}\r\ncafé au lait\)`)
+	tc.cmd("a7 FETCH 1 (RFC822.HEADER RFC822.SIZE)").ok().has(`(?s)1 FETCH \(RFC822.HEADER \{\d+\}\r\nFrom: .*\r\n\r\n RFC822.SIZE \d+\)`)
+	tc.cmd("a8 FETCH 1 BODY[9]").ok().has(`1 FETCH \(BODY\[9\] \{0\}`)
+	tc.cmd("a9 FETCH 1 FLAGS").ok().has(`1 FETCH \(FLAGS \(\\Recent\)\)`) // EXAMINE: BODY[] did not set \Seen
+	tc.cmd("a10 FETCH 1 (BODY[HEADER.FIELDS.NOT (From To Subject Date Message-ID Content-Type)])").ok().
+		has(`1 FETCH \(BODY\[HEADER.FIELDS.NOT \(FROM TO SUBJECT DATE MESSAGE-ID CONTENT-TYPE\)\] \{\d+\}\r\nMIME-Version: 1.0\r\n\r\n\)`)
+	tc.cmd("a11 FETCH 1 (MODSEQ SAVEDATE)").ok().has(`1 FETCH \(MODSEQ \(\d+\) SAVEDATE "`)
+	tc.cmd("a12 FETCH 1 ALL").ok().has(`1 FETCH \(FLAGS .* INTERNALDATE .* RFC822.SIZE \d+ ENVELOPE \(`)
+	tc.cmd("a13 SEARCH CHARSET UTF-8 SUBJECT \"café\"").ok().has(`SEARCH 1$`)
+	tc.cmd("a14 SEARCH BODY \"AU LAIT\"").ok().has(`SEARCH 1$`)
+	tc.cmd("a15 SEARCH TEXT nothere").ok().has(`SEARCH$`)
+	tc.cmd("a16 SEARCH SENTON 2-Mar-2024 FROM bob").ok().has(`SEARCH 1$`)
+	tc.cmd("a17 SEARCH HEADER Message-ID m1").ok().has(`SEARCH 1$`)
+	tc.cmd("a18 SEARCH CHARSET ISO-2022-JP ALL").no().code(`BADCHARSET`)
+}
