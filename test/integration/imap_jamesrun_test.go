@@ -21,6 +21,8 @@ type jSession struct {
 	c    net.Conn
 	br   *bufio.Reader
 	back []string // lines given back by a lookahead
+	// greeting is the server's first line.
+	greeting string
 	log  []string // the last lines exchanged, for failure reports
 }
 
@@ -80,6 +82,7 @@ func (r *jamesRun) connect() *jSession {
 	if err != nil || !strings.HasPrefix(l, "* OK") {
 		r.t.Fatalf("greeting: %q, %v; want * OK", l, err)
 	}
+	js.greeting = l
 	return js
 }
 
@@ -105,7 +108,15 @@ func (r *jamesRun) run(elems []jElem, maxSession int, setup, cleanup []jElem) {
 	if jamesSelected[r.name] {
 		r.exec(rewriteScript(setup, r.env))
 	}
-	r.exec(rewriteScript(elems, r.env))
+	elems = rewriteScript(elems, r.env)
+	if len(elems) > 0 && elems[0].kind == jServer && strings.HasPrefix(elems[0].text, `\* OK`) {
+		// The script starts with the greeting (Welcome), which connect has read: check it against the script.
+		if !r.matches(elems[0].text, r.sessions[0].greeting) {
+			r.fail(elems[0], r.sessions[0], elems[0].text, r.sessions[0].greeting)
+		}
+		elems = elems[1:]
+	}
+	r.exec(elems)
 	if jamesSelected[r.name] {
 		r.exec(rewriteScript(cleanup, r.env))
 	}
