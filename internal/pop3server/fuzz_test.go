@@ -40,12 +40,13 @@ func TestParseCommand(t *testing.T) {
 			t.Errorf("parseCommand(%q) = %+v, %v; want %s %q %q, %v", tc.line, cmd, err, tc.verb, tc.args, tc.rest, tc.err)
 		}
 	}
-	for s, want := range map[string]int{"0": 0, "1": 1, "007": 7, "999999999": 999999999} {
+	for s, want := range map[string]int{"0": 0, "1": 1, "007": 7, "999999999": 999999999, "4294967295": 1<<31 - 1,
+		"999999999999999999": 1<<31 - 1} {
 		if n, ok := parseNumber(s); !ok || n != want {
 			t.Errorf("parseNumber(%q) = %d, %v", s, n, ok)
 		}
 	}
-	for _, s := range []string{"", "-1", "+1", "1x", "1000000000", " 1"} {
+	for _, s := range []string{"", "-1", "+1", "1x", "1000000000000000000", " 1"} {
 		if _, ok := parseNumber(s); ok {
 			t.Errorf("parseNumber(%q) accepted", s)
 		}

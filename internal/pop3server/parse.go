@@ -59,19 +59,21 @@ func parseCommand(line string) (command, error) {
 	return cmd, nil
 }
 
-// parseNumber parses a message number or a line count: decimal digits only (no sign), at most 9 of them, so the
-// value always fits an int.
+// parseNumber parses a message number or a line count: decimal digits only (no sign), at most 18 of them.
+// Values above 2^31-1 are clamped to it, so "TOP 1 4294967295" (as some clients send to mean "everything")
+// works and the value fits an int everywhere.
 func parseNumber(s string) (int, bool) {
-	if s == "" || len(s) > 9 {
+	const maxValue = 1<<31 - 1
+	if s == "" || len(s) > 18 {
 		return 0, false
 	}
-	n := 0
+	var n int64
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int(c-'0')
+		n = n*10 + int64(c-'0')
 	}
-	return n, true
+	return int(min(n, maxValue)), true
 }

@@ -173,6 +173,7 @@ func TestTop(t *testing.T) {
 		{"TOP 1 0", "From: b@example.net\r\nSubject: two\r\n\r\n"},
 		{"TOP 1 2", "From: b@example.net\r\nSubject: two\r\n\r\nline 1\r\nline 2\r\n"},
 		{"TOP 1 99", msg2},
+		{"TOP 1 4294967295", msg2},
 		{"TOP 2 5", "Subject: no body\r\n"},
 		{"TOP 3 1", "Subject: x\r\n\r\n.a\r\n"},
 	} {
