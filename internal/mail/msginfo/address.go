@@ -58,6 +58,9 @@ func tokenize(s string) []token {
 			for j < len(s) && !strings.ContainsRune(" \t\r\n\"()[<>:;@,", rune(s[j])) {
 				j++
 			}
+			if j == i {
+				j++ // a stray ')' or ']'
+			}
 			toks = append(toks, token{tkAtom, s[i:j], space})
 			i = j
 		}

@@ -14,6 +14,7 @@ const (
 	maxParts    = 10000     // parts created per message; further parts are folded into their parent
 	maxFieldLen = 256 << 10 // header field value kept (a longer one is truncated)
 	readBufSize = 64 << 10  // bufio buffer; also the longest line examined for a boundary
+	minBufSize  = 4 << 10   // buffer for a message of known small size
 	maxBoundary = 1000      // longer boundary parameters are ignored (RFC 2046 5.1.1 allows 70)
 	blankDash   = "\n-"     // a line starting with '-' may be a boundary delimiter line
 )
@@ -39,7 +40,11 @@ type parser struct {
 // like Dovecot); it returns an error only when r fails. Offsets and sizes refer to exactly the bytes read,
 // so parse the bytes as they are stored.
 func Parse(r io.Reader) (*Info, error) {
-	p := &parser{br: bufio.NewReaderSize(r, readBufSize), atStart: true}
+	size := readBufSize
+	if l, ok := r.(interface{ Len() int }); ok {
+		size = max(minBufSize, min(size, l.Len()+1)) // small messages need no 64 KiB buffer
+	}
+	p := &parser{br: bufio.NewReaderSize(r, size), atStart: true}
 	p.fill()
 	info := &Info{Root: &Part{}}
 	p.parts = 1

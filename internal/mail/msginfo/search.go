@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // SEARCH helpers (RFC 9051 6.4.4): case-insensitive substring matching on text decoded to UTF-8 (RFC 2047
@@ -72,8 +73,8 @@ func walkText(msg []byte, p *Part, fn func([]byte) bool) bool {
 }
 
 // PartText returns the content of part p of msg decoded to UTF-8: transfer encoding removed (an unknown
-// one is left as it is) and charset converted (an unknown charset, or bytes that are not valid in it, are
-// kept as they are).
+// one is left as it is) and charset converted (text still not valid UTF-8 then, e.g. 8-bit without or with
+// an unknown charset, is taken as ISO-8859-1).
 func PartText(msg []byte, p *Part) []byte {
 	body := span(msg, p.BodyStart, p.BodyEnd)
 	if dec, err := decodeCTE(body, p.Encoding); err == nil {
@@ -82,15 +83,24 @@ func PartText(msg []byte, p *Part) []byte {
 	cs := strings.ToLower(strings.TrimSpace(p.Param("charset")))
 	switch cs {
 	case "", "us-ascii", "utf-8", "utf8", "ascii":
-		return body
+	default:
+		if r, err := charsetReader(cs, bytes.NewReader(body)); err == nil {
+			if out, err := io.ReadAll(r); err == nil {
+				body = out
+			}
+		}
 	}
-	r, err := charsetReader(cs, bytes.NewReader(body))
-	if err != nil {
-		return body
+	if !utf8.Valid(body) {
+		body = latin1(body)
 	}
-	out, err := io.ReadAll(r)
-	if err != nil {
-		return body
+	return body
+}
+
+// latin1 converts ISO-8859-1 to UTF-8; used for 8-bit text that is not valid in its declared charset.
+func latin1(b []byte) []byte {
+	out := make([]byte, 0, len(b)+len(b)/8)
+	for _, c := range b {
+		out = utf8.AppendRune(out, rune(c))
 	}
 	return out
 }

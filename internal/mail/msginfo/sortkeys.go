@@ -58,11 +58,7 @@ func decodeWords(s string) string {
 		}
 	}
 	if !utf8.ValidString(s) {
-		r := make([]rune, 0, len(s))
-		for i := 0; i < len(s); i++ {
-			r = append(r, rune(s[i]))
-		}
-		s = string(r)
+		s = string(latin1([]byte(s)))
 	}
 	return s
 }
