@@ -1,6 +1,8 @@
 package imapserver
 
 import (
+	"net/netip"
+
 	"bufio"
 	"context"
 	"crypto/ecdsa"
@@ -11,6 +13,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"fmt"
+	"github.com/emersion/go-sasl"
 	"io"
 	"math/big"
 	"net"
@@ -64,15 +67,11 @@ func newEnv(t testing.TB, mod func(*Options)) *env {
 	if err := st.AddDomain(ctx, "example.org"); err != nil {
 		t.Fatal(err)
 	}
-	hash, _ := auth.HashPassword(testPass)
-	u, err := st.AddUser(ctx, store.User{Address: "alice@example.org", PasswordHash: hash})
+	u, err := st.AddUser(ctx, store.User{Address: "alice@example.org", PasswordHash: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	as, err := auth.New(auth.Options{Users: st, FailureDelay: -1, Lockout: auth.NewLockout(auth.LockoutOptions{})})
-	if err != nil {
-		t.Fatal(err)
-	}
+	as := &testAuth{users: st}
 	o := Options{Hostname: "imap.example.org", TLSConfig: selfSigned(t), AllowPlaintextAuth: true,
 		MaxMessageBytes: 1 << 20, Store: st, Auth: as}
 	if mod != nil {
@@ -317,3 +316,30 @@ type wrapConn struct {
 }
 
 func (c wrapConn) Write(b []byte) (int, error) { return c.w.Write(b) }
+
+// testAuth checks passwords against testPass: the protocol tests need no password hashing (internal/auth has its
+// own tests; the integration tests run the real service).
+type testAuth struct{ users *sqlite.Store }
+
+func (a *testAuth) Authenticate(ctx context.Context, _ netip.Addr, username, password string) (store.User, error) {
+	u, err := a.users.GetUser(ctx, strings.ToLower(username))
+	if err != nil || password != testPass {
+		return store.User{}, auth.ErrInvalidCredentials
+	}
+	return u, nil
+}
+
+func (a *testAuth) SASL(ctx context.Context, ip netip.Addr, mech string, onSuccess func(store.User)) (sasl.Server, error) {
+	if !strings.EqualFold(mech, "PLAIN") {
+		return nil, fmt.Errorf("unsupported mechanism %q", mech)
+	}
+	return sasl.NewPlainServer(func(_, username, password string) error {
+		u, err := a.Authenticate(ctx, ip, username, password)
+		if err == nil {
+			onSuccess(u)
+		}
+		return err
+	}), nil
+}
+
+func (a *testAuth) Mechanisms() []string { return []string{"PLAIN"} }
