@@ -83,7 +83,9 @@ func (c *session) cmdAuth(cmd command) error {
 		}
 		// RFC 5034 4: a continuation is "+" SP base64 (an empty challenge leaves nothing after the space).
 		c.bw.WriteString("+ " + base64.StdEncoding.EncodeToString(challenge) + "\r\n")
+		c.setBusy(false) // waiting for the client: Shutdown may interrupt
 		line, tooLong, err := c.readLine(maxSASLLine)
+		c.setBusy(true)
 		switch {
 		case err != nil:
 			return err

@@ -559,3 +559,21 @@ func TestNew(t *testing.T) {
 		t.Error("New without hostname succeeded")
 	}
 }
+
+func TestShutdownDuringSASL(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	c := f.dialTLS(t)
+	c.cmd("AUTH PLAIN")
+	if l := c.line(); l != "+ " {
+		t.Fatalf("got %q", l)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("a session waiting for a SASL response held up Shutdown: %v", err)
+	}
+	if !c.closed() {
+		t.Error("connection open after Shutdown")
+	}
+}
