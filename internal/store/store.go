@@ -141,6 +141,8 @@ type OutboundRecipient struct {
 	ORcpt   string
 	Status  string // "queued", "sent", "failed"
 	Error   string // last error text
+	Remote  string `json:",omitempty"` // the host that gave the last answer, e.g. "mx.remote.net[192.0.2.7]"
+	Warned  bool   `json:",omitempty"` // a delay DSN (RFC 3464 "delayed") has been sent for it
 }
 
 // OutboundMessage is a message waiting in the durable outbound queue.
@@ -157,6 +159,9 @@ type OutboundMessage struct {
 	NextAttempt time.Time
 	LastError   string
 	CreatedAt   time.Time
+	// LeaseUntil is set while a queue worker holds the entry (QueueStore.LeaseQueued); zero when free. A worker
+	// that dies holding a lease lets it run out, then another worker takes the entry again.
+	LeaseUntil time.Time
 }
 
 // Delivery is one accepted message: its blob, the local copies and the outbound queue entry, committed atomically.
@@ -190,6 +195,16 @@ type QueueStore interface {
 	RemoveQueued(ctx context.Context, id string) error
 	// RetryQueued makes an item due now (all items when id is "").
 	RetryQueued(ctx context.Context, id string) error
+	// LeaseQueued claims up to limit entries that are due (NextAttempt <= now) and not held by a worker
+	// (LeaseUntil <= now): their LeaseUntil becomes until, and they are returned oldest due first. Two callers,
+	// in this process or another, never both hold one entry.
+	LeaseQueued(ctx context.Context, now, until time.Time, limit int) ([]OutboundMessage, error)
+	// SettleQueued ends a worker's lease on m.ID in one durable transaction: it commits bounce (the DSN for the
+	// sender; nil for none), then removes the entry when no recipient of m is still "queued", or else stores m's
+	// Recipients, Attempts, NextAttempt and LastError and frees the lease. It fails with ErrNotFound, committing
+	// nothing, when the entry is gone or no longer leased with m.LeaseUntil (the lease ran out and another
+	// worker took it).
+	SettleQueued(ctx context.Context, m OutboundMessage, bounce *Delivery) error
 }
 
 // BlobRef names a stored blob.

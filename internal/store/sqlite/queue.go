@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/internal/store"
@@ -29,16 +31,19 @@ func insertQueued(ctx context.Context, tx *sql.Tx, m *store.OutboundMessage) err
 	return err
 }
 
-const queueCols = `id, sender, recipients, blob_id, size, ret, envid, auth_user, attempts, next_attempt, last_error, created_at`
+const queueCols = `id, sender, recipients, blob_id, size, ret, envid, auth_user, attempts, next_attempt, last_error, created_at, lease_until`
 
 func scanQueued(row interface{ Scan(...any) error }) (store.OutboundMessage, error) {
 	var m store.OutboundMessage
 	var rcpts string
-	var next, created int64
-	if err := row.Scan(&m.ID, &m.From, &rcpts, &m.BlobID, &m.Size, &m.Ret, &m.EnvID, &m.AuthUser, &m.Attempts, &next, &m.LastError, &created); err != nil {
+	var next, created, lease int64
+	if err := row.Scan(&m.ID, &m.From, &rcpts, &m.BlobID, &m.Size, &m.Ret, &m.EnvID, &m.AuthUser, &m.Attempts, &next, &m.LastError, &created, &lease); err != nil {
 		return m, err
 	}
 	m.NextAttempt, m.CreatedAt = time.UnixMilli(next), time.UnixMilli(created)
+	if lease > 0 {
+		m.LeaseUntil = time.UnixMilli(lease)
+	}
 	return m, json.Unmarshal([]byte(rcpts), &m.Recipients)
 }
 
@@ -82,4 +87,82 @@ func (s *Store) RetryQueued(ctx context.Context, id string) error {
 		return err
 	}
 	return s.execOne(ctx, "queue id "+id, `UPDATE queue SET next_attempt = ? WHERE id = ?`, now, id)
+}
+
+// LeaseQueued claims up to limit due entries that no worker holds. A cheap read comes first so an idle queue
+// polled every second costs no write transaction (and no fsync); the claim itself re-checks inside the write
+// transaction, which is serialized, so two callers never claim one entry.
+func (s *Store) LeaseQueued(ctx context.Context, now, until time.Time, limit int) ([]store.OutboundMessage, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	nowMs := now.UnixMilli()
+	var due bool
+	if err := s.rdb.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM queue WHERE next_attempt <= ? AND lease_until <= ?)`,
+		nowMs, nowMs).Scan(&due); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	if !due {
+		return nil, nil
+	}
+	var out []store.OutboundMessage
+	err := s.do(ctx, "lease queue", func(ctx context.Context, w *wtx) error {
+		out = out[:0]
+		rows, err := w.QueryContext(ctx, `UPDATE queue SET lease_until = ? WHERE id IN (SELECT id FROM queue
+			WHERE next_attempt <= ? AND lease_until <= ? ORDER BY next_attempt, id LIMIT ?) RETURNING `+queueCols,
+			until.UnixMilli(), nowMs, nowMs, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m, err := scanQueued(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	slices.SortFunc(out, func(a, b store.OutboundMessage) int {
+		if c := a.NextAttempt.Compare(b.NextAttempt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// SettleQueued commits the bounce and the entry's new state (or its removal) in one transaction, provided the
+// caller still holds the lease.
+func (s *Store) SettleQueued(ctx context.Context, m store.OutboundMessage, bounce *store.Delivery) error {
+	done := !slices.ContainsFunc(m.Recipients, func(r store.OutboundRecipient) bool { return r.Status == "queued" })
+	rcpts, err := json.Marshal(m.Recipients)
+	if err != nil {
+		return err
+	}
+	return s.do(ctx, "settle queue id "+m.ID, func(ctx context.Context, w *wtx) error {
+		var res sql.Result
+		var err error
+		if done {
+			res, err = w.ExecContext(ctx, `DELETE FROM queue WHERE id = ? AND lease_until = ?`, m.ID, m.LeaseUntil.UnixMilli())
+		} else {
+			res, err = w.ExecContext(ctx, `UPDATE queue SET recipients = ?, attempts = ?, next_attempt = ?, last_error = ?,
+				lease_until = 0 WHERE id = ? AND lease_until = ?`, string(rcpts), m.Attempts, m.NextAttempt.UnixMilli(),
+				m.LastError, m.ID, m.LeaseUntil.UnixMilli())
+		}
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("queue id %s leased until %s: %w", m.ID, m.LeaseUntil.Format(time.RFC3339Nano), store.ErrNotFound)
+		}
+		if bounce != nil {
+			return applyDelivery(ctx, w, bounce)
+		}
+		return nil
+	})
 }

@@ -121,6 +121,10 @@ var migrations = []string{
 		value INTEGER NOT NULL
 	) WITHOUT ROWID;
 	INSERT INTO counters (name, value) SELECT 'uidvalidity', COALESCE(MAX(uidvalidity), 0) FROM mailboxes;`,
+
+	// 4: queue leases. A worker owns an entry until lease_until (milliseconds); a crashed worker's lease runs
+	// out and the entry is taken again, so a message is sent again at most once after a crash.
+	`ALTER TABLE queue ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema to the newest version. Several processes may race here (server and CLI): the

@@ -32,6 +32,7 @@ func Run(t *testing.T, open Opener) {
 	}
 	tests = append(tests, mailboxTests...)
 	tests = append(tests, messageTests...)
+	tests = append(tests, queueTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
 	}
