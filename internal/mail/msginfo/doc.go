@@ -21,8 +21,10 @@
 // multipart at the enclosing boundary or at the end, preamble and epilogue are skipped, CRLF and bare-LF
 // messages work alike. Leaf bodies are skipped in bulk from the read buffer (bytes.Index for "\n-"), so
 // Parse is O(n) with small constant memory besides the result. go-message is used where it fits: its
-// charset tables (github.com/emersion/go-message/charset) convert non-UTF-8 text for SEARCH and decoding
-// of RFC 2047 words; mime.WordDecoder decodes the words.
+// charset tables (github.com/emersion/go-message/charset, imported for its Reader, which also registers it
+// with go-message) convert non-UTF-8 text for SEARCH; mime.WordDecoder decodes RFC 2047 words. Address
+// lists have their own small RFC 5322 tokenizer: net/mail and go-message/mail decode encoded-words (IMAP
+// wants them raw) and reject a whole list for one malformed address.
 //
 // # Deliberate choices (changes to and precisions of the contract in notes/msginfo-api.md)
 //
