@@ -1,9 +1,12 @@
 package msginfo
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // nestedMsg has every kind of part RFC 9051 6.4.5 numbers: a multipart with preamble and epilogue, a
@@ -197,5 +200,40 @@ func TestBinaryBytes(t *testing.T) {
 	}
 	if got, _ := i.BinaryBytes(msg, nil); string(got) != string(msg) {
 		t.Errorf("BINARY[] is not the whole message")
+	}
+}
+
+// TestParseReaders: the result does not depend on how the reader delivers the bytes, lines longer than
+// the read buffer included; a failing reader is the only error.
+func TestParseReaders(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 150<<10)
+	msg := "Subject: " + long + "\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" +
+		"Content-Type: text/plain\r\n\r\n" + long + "\r\n-" + long + "\r\n--b\r\nX-Long: " + long +
+		"\r\n\r\n--b--" + long + "\r\n"
+	want := mustParse(t, msg)
+	checkInfo(t, []byte(msg), want)
+	if n := len(want.Root.Children); n != 2 || want.Root.Children[0].Lines != 1 {
+		t.Fatalf("%d parts", n)
+	}
+	if got := len(want.Envelope.Subject); got != len(long) {
+		t.Errorf("subject of %d bytes", got)
+	}
+	for name, r := range map[string]io.Reader{
+		"one byte": iotest.OneByteReader(strings.NewReader(msg)),
+		"half":     iotest.HalfReader(strings.NewReader(msg)),
+		"no Len":   io.MultiReader(strings.NewReader(msg)),
+	} {
+		got, err := Parse(r)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got.Marshal(), want.Marshal()) {
+			t.Errorf("%s reader gives another result", name)
+		}
+	}
+	boom := errors.New("boom")
+	if _, err := Parse(io.MultiReader(strings.NewReader(msg[:1000]), iotest.ErrReader(boom))); !errors.Is(err, boom) {
+		t.Errorf("reader error: %v", err)
 	}
 }
