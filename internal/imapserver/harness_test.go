@@ -284,9 +284,6 @@ func (r *resp) count(re string) int {
 	return n
 }
 
-const sampleMsg = "From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: Hello\r\n" +
-	"Date: Fri, 01 Mar 2024 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\nHello Alice,\r\nhow are you?\r\n"
-
 func msgN(i int) string {
 	return fmt.Sprintf("From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: message %d\r\n"+
 		"Date: Fri, 01 Mar 2024 10:%02d:00 +0000\r\nMessage-ID: <%d@example.org>\r\n\r\nBody number %d\r\n", i, i%60, i, i)

@@ -466,8 +466,6 @@ func canonicalFlag(f string) string {
 	return f
 }
 
-var months = []string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
-
 // date reads date = date-text / DQUOTE date-text DQUOTE; date-text = date-day "-" date-month "-" date-year.
 func (p *parser) date() time.Time {
 	q := p.has(`"`)

@@ -1,9 +1,5 @@
 package imapserver
 
-import (
-	"fmt"
-)
-
 // QUOTA (RFC 9208) with the STORAGE resource: one quota root "" per user, from the user's quota_bytes.
 
 func (c *session) cmdGetQuotaRoot(tag string, p *parser) error {
@@ -69,5 +65,4 @@ func (c *session) quota() (limit, used int64, err error) {
 // writeQuota writes STORAGE in units of 1024 octets (RFC 9208 5.1).
 func (c *session) writeQuota(limit, used int64) {
 	c.writef(`* QUOTA "" (STORAGE %d %d)`, (used+1023)/1024, limit/1024)
-	_ = fmt.Sprint
 }

@@ -69,14 +69,6 @@ func appendAstring(dst []byte, s string, utf8OK bool) []byte {
 	return appendString(dst, s, utf8OK)
 }
 
-// appendNString writes NIL for an empty string.
-func appendNString(dst []byte, s string, utf8OK bool) []byte {
-	if s == "" {
-		return append(dst, "NIL"...)
-	}
-	return appendString(dst, s, utf8OK)
-}
-
 // appendUint writes a number.
 func appendUint(dst []byte, n uint64) []byte { return strconv.AppendUint(dst, n, 10) }
 
