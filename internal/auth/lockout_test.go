@@ -104,3 +104,64 @@ func TestLockoutBounded(t *testing.T) {
 		t.Error("the newest client is not locked")
 	}
 }
+
+func TestLockoutAccount(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	l := NewLockout(LockoutOptions{Failures: 100, AccountFailures: 3, Window: time.Minute, Duration: time.Hour, Now: c.Now})
+	home := netip.MustParseAddr("192.0.2.1")
+	l.SucceedAccount("tim@example.org", home) // the owner's usual client
+	for i := 0; i < 3; i++ {                  // a botnet: each address fails once
+		if n := l.FailAccount("tim@example.org", netip.MustParseAddr(fmt.Sprintf("198.51.100.%d", i))); n != i+1 {
+			t.Errorf("failure %d counted as %d", i+1, n)
+		}
+	}
+	if !l.AccountLocked("tim@example.org", netip.MustParseAddr("203.0.113.9")) {
+		t.Error("account not locked for a new client after 3 failures")
+	}
+	if l.AccountLocked("tim@example.org", home) || l.AccountLocked("ann@example.org", netip.MustParseAddr("203.0.113.9")) {
+		t.Error("lock applies to the owner's client or another account")
+	}
+	if l.Locked(netip.MustParseAddr("198.51.100.1")) {
+		t.Error("one failure locked an address")
+	}
+	c.Advance(time.Hour)
+	if l.AccountLocked("tim@example.org", netip.MustParseAddr("203.0.113.9")) {
+		t.Error("account still locked after Duration")
+	}
+	// Trust expires.
+	l2 := NewLockout(LockoutOptions{AccountFailures: 1, TrustPeriod: time.Hour, Now: c.Now})
+	l2.SucceedAccount("tim@example.org", home)
+	c.Advance(2 * time.Hour)
+	l2.FailAccount("tim@example.org", netip.MustParseAddr("198.51.100.1"))
+	if !l2.AccountLocked("tim@example.org", home) {
+		t.Error("a client trusted long ago still passes the account lock")
+	}
+	// Negative AccountFailures turns the account lock off.
+	l3 := NewLockout(LockoutOptions{AccountFailures: -1})
+	for i := 0; i < 100; i++ {
+		l3.FailAccount("tim@example.org", netip.MustParseAddr(fmt.Sprintf("198.51.100.%d", i)))
+	}
+	if l3.AccountLocked("tim@example.org", home) {
+		t.Error("account locked with AccountFailures < 0")
+	}
+}
+
+func TestLockoutTrustedBounded(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	l := NewLockout(LockoutOptions{MaxAccounts: 8, Now: c.Now})
+	for i := 0; i < 100; i++ {
+		c.Advance(time.Second)
+		l.SucceedAccount("tim@example.org", netip.MustParseAddr(fmt.Sprintf("10.0.%d.1", i)))
+		l.FailAccount(fmt.Sprintf("u%d@example.org", i), netip.MustParseAddr("10.1.0.1"))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.accounts); n > 8 {
+		t.Errorf("%d accounts tracked; cap is 8", n)
+	}
+	if r := l.accounts["tim@example.org"]; r != nil && len(r.trusted) > maxTrusted {
+		t.Errorf("%d trusted clients; cap is %d", len(r.trusted), maxTrusted)
+	}
+}

@@ -22,8 +22,14 @@ const (
 
 var b64 = base64.RawStdEncoding
 
-// HashPassword returns an argon2id hash in PHC string format.
+// HashPassword returns the credential set of password with DefaultHashOptions: its argon2id hash in PHC string
+// format followed by its SCRAM secrets (see credentials.go).
 func HashPassword(password string) (string, error) {
+	return HashPasswordOptions(password, DefaultHashOptions)
+}
+
+// hashArgon2id returns an argon2id hash in PHC string format.
+func hashArgon2id(password string) (string, error) {
 	if password == "" {
 		return "", errors.New("empty password")
 	}
@@ -36,8 +42,10 @@ func HashPassword(password string) (string, error) {
 		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
 
-// VerifyPassword checks password against an argon2id (PHC) or bcrypt hash in constant time.
+// VerifyPassword checks password against an argon2id (PHC) or bcrypt hash, or the primary hash of a credential
+// set, in constant time.
 func VerifyPassword(hash, password string) (bool, error) {
+	hash, _, _ = strings.Cut(hash, " ") // the primary hash of a credential set
 	switch {
 	case strings.HasPrefix(hash, "$argon2id$"):
 		return verifyArgon2id(hash, password)

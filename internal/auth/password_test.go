@@ -14,6 +14,11 @@ func TestHashPasswordFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	h2, _ := HashPassword("s3cret")
+	set := strings.Fields(h1)
+	if len(set) != 3 || !strings.HasPrefix(set[1], "$scram-sha-256$i=10000$") || !strings.HasPrefix(set[2], "$scram-sha-1$i=10000$") {
+		t.Errorf("credential set %q: want argon2id, SCRAM-SHA-256 and SCRAM-SHA-1", h1)
+	}
+	h1 = set[0]
 	// PHC string format with OWASP's argon2id parameters.
 	if !strings.HasPrefix(h1, "$argon2id$v=19$m=19456,t=2,p=1$") || strings.Count(h1, "$") != 5 {
 		t.Errorf("hash %q is not argon2id PHC with m=19456,t=2,p=1", h1)

@@ -11,7 +11,7 @@ import (
 	"github.com/postern/postern/internal/mail"
 )
 
-// SASL mechanism names (RFC 4616; draft-murchison-sasl-login).
+// SASL mechanism names (RFC 4616; draft-murchison-sasl-login); the others are in credentials.go.
 const (
 	MechPlain = "PLAIN"
 	MechLogin = "LOGIN"
@@ -79,18 +79,24 @@ func checkPlain(authzid, authcid, passwd string) error {
 	if err := checkCredential("passwd", passwd); err != nil {
 		return err
 	}
-	if authzid == "" || authzid == authcid {
-		return nil
-	}
 	if !utf8.ValidString(authzid) {
 		return fmt.Errorf("%w: authzid is not UTF-8", errMalformed)
 	}
+	if !sameIdentity(authzid, authcid) {
+		return fmt.Errorf("%w: authorization identity differs from the authentication identity", ErrInvalidCredentials)
+	}
+	return nil
+}
+
+// sameIdentity reports whether an authorization identity is empty or names the authentication identity itself
+// (compared as addresses when both are, so case does not matter): we allow no acting on behalf of someone else.
+func sameIdentity(authzid, authcid string) bool {
+	if authzid == "" || authzid == authcid {
+		return true
+	}
 	z, zerr := mail.ParseAddress(authzid)
 	c, cerr := mail.ParseAddress(authcid)
-	if zerr == nil && cerr == nil && z.Key() == c.Key() {
-		return nil
-	}
-	return fmt.Errorf("%w: authorization identity differs from the authentication identity", ErrInvalidCredentials)
+	return zerr == nil && cerr == nil && z.Key() == c.Key()
 }
 
 // checkCredential requires a non-empty, bounded UTF-8 string without NUL (RFC 4616 2 SAFE).

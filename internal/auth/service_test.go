@@ -34,6 +34,18 @@ func (f *fakeUsers) GetUser(_ context.Context, a string) (store.User, error) {
 	return store.User{}, fmt.Errorf("%s: %w", a, store.ErrNotFound)
 }
 
+func (f *fakeUsers) SetPassword(_ context.Context, a, hash string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	u, ok := f.users[a]
+	if !ok {
+		return store.ErrNotFound
+	}
+	u.PasswordHash = hash
+	f.users[a] = u
+	return nil
+}
+
 func (f *fakeUsers) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

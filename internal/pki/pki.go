@@ -157,25 +157,47 @@ func (ca *CA) Issue(hosts []string, validity time.Duration) (certPEM, keyPEM []b
 	if len(hosts) == 0 {
 		return nil, nil, errors.New("issue: no host names")
 	}
-	if validity <= 0 {
-		validity = DefaultLeafValidity
-	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: hosts[0]},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if tmpl.NotAfter.After(ca.cert.NotAfter) {
-		tmpl.NotAfter = ca.cert.NotAfter
+		Subject:     pkix.Name{CommonName: hosts[0]},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, h := range hosts {
 		if err := addSAN(tmpl, h); err != nil {
 			return nil, nil, fmt.Errorf("issue: %w", err)
 		}
+	}
+	return ca.sign(tmpl, validity)
+}
+
+// IssueClient creates a TLS client certificate (clientAuth) for a mail user: the address is the subject CN and
+// an rfc822Name SAN, which is what SASL EXTERNAL maps to the user (RFC 5280 4.2.1.6). validity 0 means
+// DefaultLeafValidity.
+func (ca *CA) IssueClient(address string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	at := strings.LastIndexByte(address, '@')
+	if at <= 0 || at == len(address)-1 || strings.ContainsAny(address, " \t\r\n<>") {
+		return nil, nil, fmt.Errorf("issue client certificate: %q is not an address", address)
+	}
+	tmpl := &x509.Certificate{
+		Subject:        pkix.Name{CommonName: address},
+		EmailAddresses: []string{address},
+		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	return ca.sign(tmpl, validity)
+}
+
+// sign completes tmpl (serial, validity within the CA's, key usage), signs a fresh P-256 key into it, and returns
+// the leaf followed by the CA certificate, and the key.
+func (ca *CA) sign(tmpl *x509.Certificate, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	if validity <= 0 {
+		validity = DefaultLeafValidity
+	}
+	now := time.Now()
+	tmpl.SerialNumber = serial()
+	tmpl.NotBefore = now.Add(-time.Hour)
+	tmpl.NotAfter = now.Add(validity)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	if tmpl.NotAfter.After(ca.cert.NotAfter) {
+		tmpl.NotAfter = ca.cert.NotAfter
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
