@@ -24,27 +24,41 @@ const jamesIMAPDir = "../../../shared/testdata/james-mpt/mpt/impl/imap-mailbox/c
 
 // jamesSkip lists the scripts Postern does not run, with the reason. Everything else must pass.
 var jamesSkip = map[string]string{
-	"ACLCommandsOnOtherUser":  "ACL (RFC 4314) is not in issue #3",
-	"ACLCommandsOnOwner":      "ACL (RFC 4314) is not in issue #3",
-	"Rights":                  "ACL (RFC 4314) MYRIGHTS is not in issue #3",
-	"SharedMailbox":           "James' #user shared namespace and ACLs (RFC 4314) are not in issue #3",
-	"ListWithSharedMailbox":   "James' #user shared namespace and ACLs (RFC 4314) are not in issue #3",
-	"RenameSharedMailbox":     "James' #user shared namespace and ACLs (RFC 4314) are not in issue #3",
-	"Metadata":                "METADATA (RFC 5464) is not in issue #3",
-	"MetadataWithBinaryData":  "METADATA (RFC 5464) is not in issue #3",
-	"MetadataWithLimitation":  "METADATA (RFC 5464) is not in issue #3",
-	"ObjectId":                "OBJECTID (RFC 8474) is not in issue #3",
-	"Replace":                 "REPLACE (RFC 8508) is not in issue #3",
-	"XList":                   "XLIST is Gmail's pre-standard command; SPECIAL-USE (RFC 6154) replaces it",
-	"Quota":                   "quota roots named after James' #private namespace; QUOTA is checked by TestIMAPGoClientQuota",
-	"Namespace":               "expects James' #private personal and #user shared namespaces; NAMESPACE is checked by TestIMAPGoClientNamespace",
-	"ListNamespace":           "expects James' #private namespace as a LIST reference",
-	"Create":                  "James-only: mUTF-7 &AC4- ('.') splits the hierarchy, and CREATE #user is its namespace",
-	"CreateErrorWithLongName": "James' own 200-character name limit; RFC 9051 sets none",
-	"LoginThreeStrikes":       "James' threshold of 3 failed LOGINs; Postern's is a config matter, checked by TestIMAPBadInputAuthFlood",
-	"AuthenticatePlain":       "quoted mechanism with a literal initial response is outside RFC 9051/4959 grammar, and it logs in as another user through the authzid; AUTHENTICATE PLAIN + SASL-IR is checked by TestIMAPPythonImaplib",
-	"SelectedStateSetup":      "fixture, run before the selected-state scripts",
-	"SelectedStateCleanup":    "fixture, run after the selected-state scripts",
+	"ACLCommandsOnOtherUser":               "ACL (RFC 4314) is not in issue #3",
+	"ACLCommandsOnOwner":                   "ACL (RFC 4314) is not in issue #3",
+	"Rights":                               "ACL (RFC 4314) MYRIGHTS is not in issue #3",
+	"SharedMailbox":                        "James' #user shared namespace and ACLs (RFC 4314) are not in issue #3",
+	"SharingAccessL":                       "ACL (RFC 4314) SETACL / MYRIGHTS are not in issue #3",
+	"SharingAccessLR":                      "ACL (RFC 4314) SETACL / MYRIGHTS are not in issue #3",
+	"SharingAccessLRA":                     "ACL (RFC 4314) SETACL / MYRIGHTS are not in issue #3",
+	"SharingAccessLRI":                     "ACL (RFC 4314) SETACL / MYRIGHTS are not in issue #3",
+	"SharingAccessLRK":                     "ACL (RFC 4314) SETACL / MYRIGHTS are not in issue #3",
+	"SharingAccessLRS":                     "ACL (RFC 4314) SETACL / MYRIGHTS are not in issue #3",
+	"SharingAccessLRT":                     "ACL (RFC 4314) SETACL / MYRIGHTS are not in issue #3",
+	"SharingAccessLRTE":                    "ACL (RFC 4314) SETACL / MYRIGHTS are not in issue #3",
+	"SharingAccessLRW":                     "ACL (RFC 4314) SETACL / MYRIGHTS are not in issue #3",
+	"SharingAccessLRX":                     "ACL (RFC 4314) SETACL / MYRIGHTS are not in issue #3",
+	"ListWithSharedMailbox":                "James' #user shared namespace and ACLs (RFC 4314) are not in issue #3",
+	"RenameSharedMailbox":                  "James' #user shared namespace and ACLs (RFC 4314) are not in issue #3",
+	"Metadata":                             "METADATA (RFC 5464) is not in issue #3",
+	"MetadataWithBinaryData":               "METADATA (RFC 5464) is not in issue #3",
+	"MetadataWithLimitation":               "METADATA (RFC 5464) is not in issue #3",
+	"ObjectId":                             "OBJECTID (RFC 8474) is not in issue #3",
+	"Replace":                              "REPLACE (RFC 8508) is not in issue #3",
+	"XList":                                "XLIST is Gmail's pre-standard command; SPECIAL-USE (RFC 6154) replaces it",
+	"Quota":                                "quota roots named after James' #private namespace; QUOTA is checked by TestIMAPGoClientQuota",
+	"Namespace":                            "expects James' #private personal and #user shared namespaces; NAMESPACE is checked by TestIMAPGoClientNamespace",
+	"ListNamespace":                        "expects James' #private namespace as a LIST reference",
+	"Create":                               "James-only: mUTF-7 &AC4- ('.') splits the hierarchy, and CREATE #user is its namespace",
+	"CreateErrorWithLongName":              "James' own 200-character name limit; RFC 9051 sets none",
+	"LoginThreeStrikes":                    "James' threshold of 3 failed LOGINs; Postern's is a config matter, checked by TestIMAPBadInputAuthFlood",
+	"AuthenticatePlain":                    "quoted mechanism with a literal initial response is outside RFC 9051/4959 grammar, and it logs in as another user through the authzid; AUTHENTICATE PLAIN + SASL-IR is checked by TestIMAPPythonImaplib",
+	"CondstoreDisable":                     "expects a server configured without CONDSTORE (James option); Postern always offers it",
+	"ListPlus":                             "LIST RETURN (MYRIGHTS) (RFC 8440, ACL) is not in issue #3",
+	"Subscribe":                            "needs SUBSCRIBE of a nonexistent mailbox to succeed; Postern refuses it, which RFC 9051 6.3.7 allows (MAY validate)",
+	"ListWithPercentWildcardInMailboxName": "needs '*' and '%' in mailbox names; Postern refuses them (RFC 9051 5.1: they clash with LIST wildcards)",
+	"SelectedStateSetup":                   "fixture, run before the selected-state scripts",
+	"SelectedStateCleanup":                 "fixture, run after the selected-state scripts",
 }
 
 // jamesSelected are the scripts James runs after SelectedStateSetup (mailbox "selected" with 4 messages, selected)
@@ -161,6 +175,7 @@ func parseJamesIMAP(path string) ([]jElem, int, error) {
 type jamesEnv struct {
 	user       string // Postern address standing for James' "imapuser"
 	objectID   bool   // the server offers OBJECTID (RFC 8474): MAILBOXID codes are then required
+	keepSpaces bool   // send runs of spaces as they are (jamesKeepSpaces)
 	defaultsIn map[string]bool
 }
 
@@ -173,18 +188,32 @@ type jamesEnv struct {
 func rewriteScript(elems []jElem, env *jamesEnv) []jElem {
 	var out []jElem
 	literal := 0 // bytes of a client literal still to come: its lines are sent untouched
+	lastCmd := ""
 	for _, e := range elems {
+		if e.kind != jClient {
+			e.lastCmd = lastCmd
+		}
 		switch e.kind {
 		case jClient:
 			if literal > 0 {
 				literal -= len(e.text) + 2
 			} else {
+				if !env.keepSpaces {
+					e.text = collapseSpaces(e.text)
+				}
 				e.text = rewriteClientLine(e.text, env)
+				lastCmd = e.text
 				if m := clientLiteral.FindStringSubmatch(e.text); m != nil {
 					literal, _ = strconv.Atoi(m[1])
 				}
 			}
 		case jServer:
+			if o, ok := jamesOverrides[e.loc]; ok {
+				if o == "" {
+					continue
+				}
+				e.text = o
+			}
 			e.text = rewriteServerLine(e.text)
 		case jSub:
 			lines := make([]string, len(e.lines))
@@ -235,6 +264,29 @@ func rewriteClientLine(l string, env *jamesEnv) string {
 	return strings.Join(words, " ")
 }
 
+// collapseSpaces turns runs of spaces outside quoted strings into one, and drops a space after "(" or before ")".
+func collapseSpaces(l string) string {
+	var b strings.Builder
+	quoted := false
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		switch {
+		case quoted && c == '\\' && i+1 < len(l):
+			b.WriteByte(c)
+			i++
+			c = l[i]
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == ' ' && i+1 < len(l) && (l[i+1] == ' ' || l[i+1] == ')'):
+			continue
+		case !quoted && c == ' ' && i > 0 && l[i-1] == '(':
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
 // splitIMAPArgs splits on spaces outside quoted strings and parentheses; joining with " " gives the line back.
 func splitIMAPArgs(l string) []string {
 	var words []string
@@ -265,7 +317,55 @@ var (
 	escapedDots = strings.NewReplacer(`\.`, `/`)
 )
 
+// jamesOverrides replace a script's expected server line ("" drops it) where James expects something RFC 9051
+// forbids or the script is wrong; each with its reason.
+var jamesOverrides = map[string]string{
+	// "(  MESSAGES  )": RFC 9051 status-att lists are separated by single SPs, so this is a syntax error.
+	"Status.test:28": "",
+	"Status.test:29": `a002 BAD .*`,
+	"Status.test:36": "",
+	"Status.test:37": `a004 BAD .*`, // "(UNSEEN RECENT )": no SP before ")" in RFC 9051's grammar
+	"Status.test:53": "",
+	"Status.test:54": `a006 BAD .*`,
+	// The script's line lacks the tag ("OK DELETE completed"); James' own whole-line match could not pass it.
+	"InboxDeleteMessages.test:24": `a OK DELETE completed`,
+	// ID ("a", "b"): commas are not IMAP syntax (RFC 2971 4: a list of SP-separated strings).
+	"Id.test:25": "",
+	"Id.test:26": `a1 BAD .*`,
+	"Id.test:33": "", // ... "version" 102.7.1): an atom where RFC 2971 wants a string
+	"Id.test:34": `a1 BAD .*`,
+	// RETURN (SAVE) alone returns nothing (RFC 5182 2.4 and its example "A282 SEARCH RETURN (SAVE) ...").
+	"SearchOptionSave.test:52": "",
+	// FETCH 1:* (): RFC 9051's fetch-att list holds at least one item.
+	"FetchStructureComplex.test:782": "", "FetchStructureComplex.test:783": "", "FetchStructureComplex.test:784": "",
+	"FetchStructureComplex.test:785": "", "FetchStructureComplex.test:786": "", "FetchStructureComplex.test:787": "",
+	"FetchStructureComplex.test:788": `A10 BAD .*`,
+	// LIST (REMOTE) also returns the local mailboxes (RFC 5258 3.1); James returns none.
+	"ListSubscribed.test:123": skipUntil + `A31 OK LIST completed\.`,
+}
+
+// skipUntil in an override: read lines until one matches the rest of the override.
+const skipUntil = "\x00until:"
+
+// jamesKeepSpaces: the scripts that send runs of spaces on purpose (and get BAD through jamesOverrides). Elsewhere
+// James' stray double spaces ("STORE 1  FLAGS") are collapsed: RFC 9051 separates arguments by exactly one SP.
+var jamesKeepSpaces = map[string]bool{"Status": true}
+
+var (
+	recordedUIDValidity = regexp.MustCompile(`\\\[UIDVALIDITY \d+\\\]`)
+	// James hangs up on a command it does not know; RFC 9051 7.1.3 answers BAD and goes on.
+	jamesByeUnknown = regexp.MustCompile(`^\\\* BYE Unknown command\.?$`)
+)
+
 func rewriteServerLine(re string) string {
+	switch {
+	case re == `\* ID NIL`: // RFC 2971 3.2: the server may send its own parameters instead of NIL
+		return `\* ID (NIL|\(.*\))`
+	case jamesByeUnknown.MatchString(re):
+		return `\S+ BAD .*`
+	}
+	// UIDVALIDITY values recorded from James' server: any value is the server's choice (RFC 9051 2.3.1.1).
+	re = recordedUIDValidity.ReplaceAllString(re, `\[UIDVALIDITY \d+\]`)
 	if listLine.MatchString(re) {
 		i := strings.Index(re, `\) `) // end of the attribute list
 		if i < 0 {
@@ -321,7 +421,8 @@ func TestJamesIMAPTranscripts(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatalf("no James IMAP transcripts under %s", jamesIMAPDir)
 	}
-	s := newIMAPServer(t, serverOptions{})
+	// James' scripts log in without TLS on 143; the RFC 9051 rule (no LOGIN before TLS) is checked elsewhere.
+	s := newIMAPServer(t, serverOptions{allowPlaintext: true})
 	s.setAuthLockout(100000) // the scripts fail logins on purpose, all from 127.0.0.1
 	requireIMAP(t, s)
 	objectID := serverHasCap(t, s, "OBJECTID")
@@ -348,7 +449,8 @@ func TestJamesIMAPTranscripts(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				env := &jamesEnv{user: fmt.Sprintf("imapuser%d@example.test", i), objectID: objectID}
+				env := &jamesEnv{user: fmt.Sprintf("imapuser%d@example.test", i), objectID: objectID,
+					keepSpaces: jamesKeepSpaces[name]}
 				s.addUser(env.user, "password")
 				r := &jamesRun{t: t, s: s, env: env, name: name}
 				r.env.defaultsIn = defaultMailboxesMentioned(path)

@@ -67,12 +67,14 @@ func TestIMAPMbsyncTwoWay(t *testing.T) {
 	must(t, os.Remove(filepath.Join(local, "Projects", l["Projects"][0])))
 	flagLocal(t, filepath.Join(local, "INBOX"), l["INBOX"][len(l["INBOX"])-1], "F")
 	writeLocal(t, filepath.Join(local, "Projects", "2024"), "local new", "written locally")
-	writeLocal(t, filepath.Join(local, "Local", "Notes"), "note", "a local folder")
+	// A new local folder with a subfolder (both Maildirs, so neither side has to infer the parent).
+	writeLocal(t, filepath.Join(local, "Local"), "local parent", "a local folder")
+	writeLocal(t, filepath.Join(local, "Local", "Notes"), "note", "a local subfolder")
 
 	runMbsync(t, cfg)
 	srv := serverState(t, ic)
 	want := map[string]int{"INBOX": 3, "Projects": 1, "Projects/2024": 2, "Projects/2024/Q1": 1, "Archive": 1,
-		"Local/Notes": 1}
+		"Local": 1, "Local/Notes": 1}
 	for box, n := range want {
 		if len(srv[box]) != n {
 			t.Errorf("after the second sync the server's %s has %d messages, want %d (server: %v)", box, len(srv[box]), n, srv)
