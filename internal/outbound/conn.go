@@ -24,7 +24,9 @@ type hostError struct {
 	remote string
 }
 
-func (e *hostError) Error() string { return fmt.Sprintf("%s: %d %s %s", e.remote, e.code, e.enhanced, e.text) }
+func (e *hostError) Error() string {
+	return fmt.Sprintf("%s: %d %s %s", e.remote, e.code, e.enhanced, e.text)
+}
 
 // errTLSFailed: STARTTLS was offered but failed; opportunistic TLS then retries the host in plain text (RFC 7435
 // 3: a failed attempt at encryption must not stop delivery when the policy does not require it).

@@ -229,21 +229,27 @@ func TestRelayAndTransport(t *testing.T) {
 		t.Fatalf("relay got %+v, auth %v (want one TLS transaction after AUTH)", got, relay.auth)
 	}
 	// A relay whose certificate does not verify gets no password.
-	c2 := l.client(t, func(o *Options) { o.Relay = &Relay{Addr: "relay.isp.test:587", Username: "relayuser", Password: "secret"} })
+	c2 := l.client(t, func(o *Options) {
+		o.Relay = &Relay{Addr: "relay.isp.test:587", Username: "relayuser", Password: "secret"}
+	})
 	if res := c2.Send(context.Background(), message("a@one.test")); res[0].Code/100 != 4 || res[0].Enhanced != "4.7.5" {
 		t.Fatalf("unverified relay: %+v", res[0])
 	}
 	// A relay without TLS gets no password either.
 	plain := startMTA(t, nil, func(s *smtp.Server) { s.AllowInsecureAuth = true })
 	l.host("plain.isp.test", "192.0.2.11", plain)
-	c3 := l.client(t, func(o *Options) { o.Relay = &Relay{Addr: "plain.isp.test:25", Username: "relayuser", Password: "secret"} })
+	c3 := l.client(t, func(o *Options) {
+		o.Relay = &Relay{Addr: "plain.isp.test:25", Username: "relayuser", Password: "secret"}
+	})
 	if res := c3.Send(context.Background(), message("a@one.test")); res[0].Code/100 != 4 || len(plain.messages()) != 0 {
 		t.Fatalf("plain relay: %+v", res[0])
 	}
 	// The transport map sends a domain (and its subdomains) to a fixed host, skipping MX lookup.
 	inner := startMTA(t, nil, nil)
 	l.mtas["192.0.2.20"] = inner
-	c4 := l.client(t, func(o *Options) { o.Transports = map[string]string{"corp.test": "[192.0.2.20]:2525", ".corp.test": "192.0.2.20"} })
+	c4 := l.client(t, func(o *Options) {
+		o.Transports = map[string]string{"corp.test": "[192.0.2.20]:2525", ".corp.test": "192.0.2.20"}
+	})
 	res = c4.Send(context.Background(), message("a@corp.test", "b@eu.corp.test"))
 	if !res[0].Delivered() || !res[1].Delivered() || len(inner.messages()) != 2 {
 		t.Fatalf("transport: %+v", res)
