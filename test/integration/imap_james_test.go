@@ -57,6 +57,11 @@ var jamesSkip = map[string]string{
 	"ListPlus":                             "LIST RETURN (MYRIGHTS) (RFC 8440, ACL) is not in issue #3",
 	"Subscribe":                            "needs SUBSCRIBE of a nonexistent mailbox to succeed; Postern refuses it, which RFC 9051 6.3.7 allows (MAY validate)",
 	"ListWithPercentWildcardInMailboxName": "needs '*' and '%' in mailbox names; Postern refuses them (RFC 9051 5.1: they clash with LIST wildcards)",
+	"RenameHierarchy":                      "James does not create superior names on RENAME; RFC 9051 6.3.6 says the server SHOULD, and Postern does",
+	"FetchNILSaveDate":                     "expects messages without a save date (James' store); Postern records one for every message (RFC 8514)",
+	"PeekMultipartAlternative":             "not run by James' suites: its regexes read '?' as a quantifier and cannot match their own contents",
+	"PeekMultipartMixed":                   "not run by James' suites: its regexes read '?' as a quantifier and cannot match their own contents",
+	"PeekMultipartMixedComplex":            "not run by James' suites: its regexes read '?' as a quantifier and cannot match their own contents",
 	"SelectedStateSetup":                   "fixture, run before the selected-state scripts",
 	"SelectedStateCleanup":                 "fixture, run after the selected-state scripts",
 }
@@ -175,7 +180,6 @@ func parseJamesIMAP(path string) ([]jElem, int, error) {
 type jamesEnv struct {
 	user       string // Postern address standing for James' "imapuser"
 	objectID   bool   // the server offers OBJECTID (RFC 8474): MAILBOXID codes are then required
-	keepSpaces bool   // send runs of spaces as they are (jamesKeepSpaces)
 	defaultsIn map[string]bool
 }
 
@@ -198,9 +202,9 @@ func rewriteScript(elems []jElem, env *jamesEnv) []jElem {
 			if literal > 0 {
 				literal -= len(e.text) + 2
 			} else {
-				if !env.keepSpaces {
-					e.text = collapseSpaces(e.text)
-				}
+				// James' stray spaces ("STORE 1  FLAGS", "(UNSEEN RECENT )") are syntax errors in RFC 9051, where
+				// arguments are separated by exactly one SP: collapsed, so a script tests what it means to.
+				e.text = collapseSpaces(e.text)
 				e.text = rewriteClientLine(e.text, env)
 				lastCmd = e.text
 				if m := clientLiteral.FindStringSubmatch(e.text); m != nil {
@@ -320,13 +324,6 @@ var (
 // jamesOverrides replace a script's expected server line ("" drops it) where James expects something RFC 9051
 // forbids or the script is wrong; each with its reason.
 var jamesOverrides = map[string]string{
-	// "(  MESSAGES  )": RFC 9051 status-att lists are separated by single SPs, so this is a syntax error.
-	"Status.test:28": "",
-	"Status.test:29": `a002 BAD .*`,
-	"Status.test:36": "",
-	"Status.test:37": `a004 BAD .*`, // "(UNSEEN RECENT )": no SP before ")" in RFC 9051's grammar
-	"Status.test:53": "",
-	"Status.test:54": `a006 BAD .*`,
 	// The script's line lacks the tag ("OK DELETE completed"); James' own whole-line match could not pass it.
 	"InboxDeleteMessages.test:24": `a OK DELETE completed`,
 	// ID ("a", "b"): commas are not IMAP syntax (RFC 2971 4: a list of SP-separated strings).
@@ -339,17 +336,38 @@ var jamesOverrides = map[string]string{
 	// FETCH 1:* (): RFC 9051's fetch-att list holds at least one item.
 	"FetchStructureComplex.test:782": "", "FetchStructureComplex.test:783": "", "FetchStructureComplex.test:784": "",
 	"FetchStructureComplex.test:785": "", "FetchStructureComplex.test:786": "", "FetchStructureComplex.test:787": "",
-	"FetchStructureComplex.test:788": `A10 BAD .*`,
+	"FetchStructureComplex.test:788":   `A10 BAD .*`,
+	"FetchSimpleBodyStructure.test:93": "", "FetchSimpleBodyStructure.test:94": "",
+	"FetchSimpleBodyStructure.test:95": "", "FetchSimpleBodyStructure.test:96": `A7 BAD .*`,
+	"FetchMultipartBodyStructure.test:210": "", "FetchMultipartBodyStructure.test:211": "",
+	"FetchMultipartBodyStructure.test:212": `A6 BAD .*`,
+	// BODY / BODYSTRUCTURE parameters in header order ("method" "REQUEST" ... "charset"), James sorts them; the
+	// structures themselves are checked by the script's earlier FETCHes.
+	"FetchStructureComplex.test:3110": `\* 1 FETCH \(BODY \(.* BODYSTRUCTURE \(.*\)\)`,
+	"FetchStructureComplex.test:3111": `\* 2 FETCH \(BODY \(.* BODYSTRUCTURE \(.*\)\)`,
+	// A UID set naming no message is not an error (RFC 9051 6.4.9: nonexistent UIDs are ignored).
+	"MoveNoMSG.test:39": `a4 OK .*`,
+	// Deleting the selected mailbox: Postern, like Dovecot, ends the session with BYE (RFC 9051 7.1.5).
+	"ConcurrentRenameSelected.test:80": skipUntil + `A150 OK DELETE completed\.`,
+	// RENAME INBOX moves its messages out: the session that has INBOX open is told with EXPUNGE (RFC 9051 6.3.6).
+	"AppendExamineInbox.test:73": skipUntil + `a OK RENAME completed\.`,
+	// The INBOX left by RENAME INBOX keeps its UIDVALIDITY, so UIDNEXT goes on (RFC 9051 2.3.1.1); James restarts.
+	"RenameInbox.test:56": `\* OK \[UIDNEXT \d+\].*`,
+	"RenameInbox.test:67": `\* OK \[UIDNEXT \d+\].*`,
+	// "try to delete the selected mailbox": any untagged data (EXPUNGE, CLOSED...) may come before the completion.
+	"SelectedStateCleanup.test:21": skipUntil + `a1 (OK|NO) .*`,
 	// LIST (REMOTE) also returns the local mailboxes (RFC 5258 3.1); James returns none.
 	"ListSubscribed.test:123": skipUntil + `A31 OK LIST completed\.`,
 }
 
+// jamesTruncate ends a script before the given line, where the rest needs a feature left out of issue #3.
+var jamesTruncate = map[string]int{
+	"FetchPartial":   66,  // FETCH ... (PARTIAL 2:3): RFC 9394 is not in issue #3
+	"ListSubscribed": 126, // needs SUBSCRIBE of a nonexistent mailbox, which Postern refuses (RFC 9051 6.3.7 MAY)
+}
+
 // skipUntil in an override: read lines until one matches the rest of the override.
 const skipUntil = "\x00until:"
-
-// jamesKeepSpaces: the scripts that send runs of spaces on purpose (and get BAD through jamesOverrides). Elsewhere
-// James' stray double spaces ("STORE 1  FLAGS") are collapsed: RFC 9051 separates arguments by exactly one SP.
-var jamesKeepSpaces = map[string]bool{"Status": true}
 
 var (
 	recordedUIDValidity = regexp.MustCompile(`\\\[UIDVALIDITY \d+\\\]`)
@@ -449,8 +467,8 @@ func TestJamesIMAPTranscripts(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				env := &jamesEnv{user: fmt.Sprintf("imapuser%d@example.test", i), objectID: objectID,
-					keepSpaces: jamesKeepSpaces[name]}
+				elems = truncateScript(elems, name)
+				env := &jamesEnv{user: fmt.Sprintf("imapuser%d@example.test", i), objectID: objectID}
 				s.addUser(env.user, "password")
 				r := &jamesRun{t: t, s: s, env: env, name: name}
 				r.env.defaultsIn = defaultMailboxesMentioned(path)
@@ -537,4 +555,17 @@ func TestJamesIMAPScriptsParse(t *testing.T) {
 			}
 		}
 	}
+}
+
+func truncateScript(elems []jElem, name string) []jElem {
+	end, ok := jamesTruncate[name]
+	if !ok {
+		return elems
+	}
+	for i, e := range elems {
+		if n, _ := strconv.Atoi(e.loc[strings.LastIndexByte(e.loc, ':')+1:]); n >= end {
+			return elems[:i]
+		}
+	}
+	return elems
 }

@@ -256,7 +256,8 @@ func (r *jamesRun) ignorable(l string) bool {
 			return !r.env.defaultsIn[name]
 		}
 	}
-	return strings.HasPrefix(l, "* CAPABILITY ") || strings.HasPrefix(l, "* OK [CLOSED]") ||
+	// RFC 6851 4.3: MOVE may report COPYUID in an untagged OK before its EXPUNGEs.
+	return strings.HasPrefix(l, "* CAPABILITY ") || strings.HasPrefix(l, "* OK [COPYUID ") || strings.HasPrefix(l, "* OK [CLOSED]") ||
 		(!r.env.objectID && strings.HasPrefix(l, "* OK [MAILBOXID "))
 }
 
@@ -297,7 +298,7 @@ func compiled(re string) (lineMatcher, error) {
 // keywords a server may add to FLAGS / PERMANENTFLAGS, and — for status responses — up to the human-readable
 // text: tag, status and response code stay strict.
 func (r *jamesRun) matches(re, l string) bool {
-	if bodyStructure.MatchString(re) {
+	if bodyStructure.MatchString(re) || strings.Contains(re, `HEADER\.FIELDS`) {
 		// MIME type, subtype, encoding and parameter names are case-insensitive (RFC 2045 5.1, 6.1); servers
 		// differ in the case they print them in.
 		re = "(?i)" + re
@@ -381,6 +382,11 @@ func lineVariants(l string) []string {
 	}
 	if strings.HasPrefix(l, "* ") && strings.Contains(l, " FETCH (") && !strings.HasSuffix(l, "}") {
 		out = append(out, fetchPermutations(sorted)...)
+		// An unsolicited FETCH may carry the UID besides the flags (RFC 9051 7.5.2; required with QRESYNC).
+		if noUID := fetchUID.ReplaceAllString(sorted, "$1"); noUID != sorted {
+			out = append(out, noUID)
+			out = append(out, fetchPermutations(noUID)...)
+		}
 	}
 	return out
 }
@@ -421,6 +427,8 @@ func dropKeywords(l string) string {
 		return p[1] + strings.Join(keep, " ") + p[3]
 	})
 }
+
+var fetchUID = regexp.MustCompile(`(FETCH \(|\) )UID \d+ ?`)
 
 var fetchHead = regexp.MustCompile(`^(\* \d+ FETCH \()(.*)\)$`)
 
