@@ -39,6 +39,12 @@ allow_plaintext = false    # true: accept passwords before TLS (closed networks 
 lockout_failures = 10      # failed logins from one IP within lockout_window ...
 lockout_window = "10m"     # ... (durations: 90s, 10m, 2h, 7d) ...
 lockout_duration = "15m"   # ... block authentication from that IP this long
+account_lockout_failures = 30 # failures for one account (any IPs) in lockout_window lock it for new IPs; 0: off
+failure_delay = "1s"       # a failed login takes this long (from the 3rd in a row: doubling, up to 8x); "0s": none
+scram = true               # offer SCRAM-SHA-256/SHA-1 (+ -PLUS over TLS); stores their secrets with each password
+scram_iterations = 10000   # PBKDF2 rounds of new SCRAM secrets (RFC 7677: at least 4096)
+cram_md5 = false           # offer CRAM-MD5; stores a plaintext-equivalent secret (docs/auth.md explains)
+client_ca_file = ""        # PEM CAs whose client certificates log in with SASL EXTERNAL; empty: off
 
 [database]
 driver = "sqlite"          # "sqlite" (embedded); "postgres" and "mysql" are planned

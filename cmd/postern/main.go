@@ -94,7 +94,7 @@ func (c *cli) withAdmin(fn func(ctx context.Context, a *admin.Admin) error) erro
 	if err != nil {
 		return err
 	}
-	err = fn(ctx, admin.New(st))
+	err = fn(ctx, admin.New(st).WithHashOptions(app.HashOptions(cfg)))
 	if cerr := st.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close store: %w", cerr)
 	}

@@ -18,11 +18,18 @@ import (
 
 // Admin runs management operations on a store.
 type Admin struct {
-	st store.Store
+	st   store.Store
+	hash auth.HashOptions // secrets stored with each password besides its hash
 }
 
-// New returns an Admin working on st.
-func New(st store.Store) *Admin { return &Admin{st: st} }
+// New returns an Admin working on st that stores passwords with auth.DefaultHashOptions.
+func New(st store.Store) *Admin { return &Admin{st: st, hash: auth.DefaultHashOptions} }
+
+// WithHashOptions makes a store passwords with the SCRAM and CRAM-MD5 secrets o asks for (the config's [auth]).
+func (a *Admin) WithHashOptions(o auth.HashOptions) *Admin {
+	a.hash = o
+	return a
+}
 
 // domainName normalizes a domain given by an admin; address literals are not domains.
 func domainName(name string) (string, error) {
@@ -90,18 +97,18 @@ func (a *Admin) AddUser(ctx context.Context, address, password string, quota int
 	if quota < 0 {
 		return store.User{}, fmt.Errorf("quota %d: must not be negative", quota)
 	}
-	hash, err := hashPassword(password)
+	hash, err := hashPassword(password, a.hash)
 	if err != nil {
 		return store.User{}, err
 	}
 	return a.st.AddUser(ctx, store.User{Address: addr.Key(), PasswordHash: hash, QuotaBytes: quota})
 }
 
-func hashPassword(password string) (string, error) {
+func hashPassword(password string, o auth.HashOptions) (string, error) {
 	if password == "" {
 		return "", errors.New("the password must not be empty")
 	}
-	hash, err := auth.HashPassword(password)
+	hash, err := auth.HashPasswordOptions(password, o)
 	if err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
 	}
@@ -114,7 +121,7 @@ func (a *Admin) SetPassword(ctx context.Context, address, password string) error
 	if err != nil {
 		return err
 	}
-	hash, err := hashPassword(password)
+	hash, err := hashPassword(password, a.hash)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -102,6 +103,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	a.tls, err = tlsmgr.New(tlsmgr.Options{
 		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, DataDir: cfg.DataDir,
 		Hostname: cfg.Hostname, MinVersion: minTLS, Logger: log,
+		RequestClientCert: cfg.Auth.ClientCAFile != "", // for SASL EXTERNAL
 	})
 	if err != nil {
 		a.store.Close()
@@ -153,13 +155,50 @@ func (a *App) buildShared(cfg *config.Config) error {
 	if a.dir, err = directory.New(directory.Options{Store: a.store, Logger: a.log}); err != nil {
 		return err
 	}
-	lockout := auth.NewLockout(auth.LockoutOptions{
-		Failures: cfg.Auth.LockoutFailures,
-		Window:   config.MustDuration(cfg.Auth.LockoutWindow),
-		Duration: config.MustDuration(cfg.Auth.LockoutDuration),
-	})
-	a.auth, err = auth.New(auth.Options{Users: a.store, Lockout: lockout, Logger: a.log})
+	a.auth, err = newAuth(cfg, a.store, a.tls, a.log)
 	return err
+}
+
+// HashOptions are the secrets stored with each password under cfg: SCRAM's when SCRAM is on, CRAM-MD5's only when
+// the admin turned it on. The CLI's user commands and the login-time upgrade use the same.
+func HashOptions(cfg *config.Config) auth.HashOptions {
+	o := auth.HashOptions{CRAMMD5: cfg.Auth.CRAMMD5}
+	if cfg.Auth.SCRAM {
+		o.SCRAMIterations = cfg.Auth.SCRAMIterations
+	}
+	return o
+}
+
+// newAuth builds the authentication service from [auth]: lockout, failure delay, mechanisms, EXTERNAL's CAs.
+func newAuth(cfg *config.Config, users auth.UserStore, tlsm *tlsmgr.Manager, log *slog.Logger) (*auth.Service, error) {
+	accountFailures := cfg.Auth.AccountLockoutFailures
+	if accountFailures == 0 {
+		accountFailures = -1 // off
+	}
+	lockout := auth.NewLockout(auth.LockoutOptions{
+		Failures:        cfg.Auth.LockoutFailures,
+		Window:          config.MustDuration(cfg.Auth.LockoutWindow),
+		Duration:        config.MustDuration(cfg.Auth.LockoutDuration),
+		AccountFailures: accountFailures,
+	})
+	delay := config.MustDuration(cfg.Auth.FailureDelay)
+	if delay == 0 {
+		delay = -1 // none
+	}
+	o := auth.Options{Users: users, Lockout: lockout, Logger: log, FailureDelay: delay,
+		SCRAM: cfg.Auth.SCRAM, CRAMMD5: cfg.Auth.CRAMMD5, UpgradeCredentials: true, Hash: HashOptions(cfg),
+		Hostname: cfg.Hostname, ServerCertificate: tlsm.ServerCertificate}
+	if cfg.Auth.ClientCAFile != "" {
+		pem, err := os.ReadFile(cfg.Auth.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("auth.client_ca_file: %w", err)
+		}
+		o.ClientCAs = x509.NewCertPool()
+		if !o.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("auth.client_ca_file: %s holds no PEM certificate", cfg.Auth.ClientCAFile)
+		}
+	}
+	return auth.New(o)
 }
 
 // buildSMTP creates the MX, submission and submissions servers sharing one directory, auth and delivery agent.

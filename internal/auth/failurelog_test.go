@@ -134,14 +134,14 @@ func TestFailureLogLine(t *testing.T) {
 	}
 }
 
-// TestGrowingDelay: each recent failure of a client doubles the time a failure takes, up to 8 times; a locked-out
-// attempt takes the base delay.
+// TestGrowingDelay: from the third recent failure of a client on, each doubles the time a failure takes, up to 8
+// times.
 func TestGrowingDelay(t *testing.T) {
 	t.Parallel()
 	const base = 20 * time.Millisecond
 	s, _ := New(Options{Users: newUsers(t), FailureDelay: base, Lockout: NewLockout(LockoutOptions{Failures: 6})})
 	ctx := context.Background()
-	for i, want := range []time.Duration{1, 2, 4, 8, 8, 8} {
+	for i, want := range []time.Duration{1, 1, 2, 4, 8, 8} {
 		start := time.Now()
 		if _, err := s.Authenticate(ctx, testIP, "tim@example.org", "wrong"); !errors.Is(err, ErrInvalidCredentials) {
 			t.Fatalf("failure %d: %v", i+1, err)

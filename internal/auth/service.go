@@ -39,8 +39,9 @@ type CredentialWriter interface {
 type Options struct {
 	Users   UserStore
 	Lockout *Lockout // nil: no lockout
-	// FailureDelay is the time every failed attempt takes, whatever failed, so timing tells nothing; it doubles
-	// with each recent failure of the client or account, up to 8 times. Default 1s, negative: no delay.
+	// FailureDelay is the time every failed attempt takes, whatever failed, so timing tells nothing; from the
+	// third recent failure of the client or account on it doubles with each, up to 8 times. Default 1s, negative:
+	// no delay.
 	FailureDelay time.Duration
 	Logger       *slog.Logger
 
@@ -126,8 +127,9 @@ func (s *Service) attempt(ctx context.Context, ip netip.Addr, mech, username str
 		s.opts.Lockout.SucceedAccount(accountKey(u.Address), ip)
 		return u, nil
 	case errors.Is(err, ErrInvalidCredentials):
+		// The second failure in a row is still a typo; from the third on each one doubles the delay, up to 8 times.
 		n := s.opts.Lockout.FailAccount(account, ip)
-		factor = 1 << min(n-1, 3)
+		factor = 1 << min(max(n-2, 0), 3)
 		s.logFailure(ip, mech, username, err)
 	case errors.Is(err, ErrLockedOut):
 		s.opts.Logger.Warn("authentication refused", "remote", ip.String(), "mech", mech, "user", logName(username),

@@ -69,6 +69,18 @@ type Auth struct {
 	LockoutFailures int    `toml:"lockout_failures"`
 	LockoutWindow   string `toml:"lockout_window"`
 	LockoutDuration string `toml:"lockout_duration"`
+	// AccountLockoutFailures failed logins for one account within LockoutWindow, from any addresses, lock it for
+	// LockoutDuration against addresses that have not logged into it lately; 0: off.
+	AccountLockoutFailures int `toml:"account_lockout_failures"`
+	// FailureDelay is how long a failed login takes (from the third in a row on: doubling, up to 8 times); "0s": none.
+	FailureDelay string `toml:"failure_delay"`
+	// SCRAM offers SCRAM-SHA-256 and SCRAM-SHA-1 (and -PLUS over TLS) and stores their secrets with each password.
+	SCRAM           bool `toml:"scram"`
+	SCRAMIterations int  `toml:"scram_iterations"`
+	// CRAMMD5 offers CRAM-MD5 and stores its plaintext-equivalent secret with each password (see docs/auth.md).
+	CRAMMD5 bool `toml:"cram_md5"`
+	// ClientCAFile holds the PEM CA certificates whose client certificates log in with SASL EXTERNAL; "": off.
+	ClientCAFile string `toml:"client_ca_file"`
 }
 
 // Database selects the metadata backend.
@@ -147,7 +159,8 @@ func Default() *Config {
 			HTTP:        []string{":8080"},
 		},
 		TLS:  TLS{MinVersion: "1.2"},
-		Auth: Auth{LockoutFailures: 10, LockoutWindow: "10m", LockoutDuration: "15m"},
+		Auth: Auth{LockoutFailures: 10, LockoutWindow: "10m", LockoutDuration: "15m", AccountLockoutFailures: 30,
+			FailureDelay: "1s", SCRAM: true, SCRAMIterations: 10000},
 		Database: Database{
 			Driver: "sqlite",
 		},
@@ -235,7 +248,9 @@ func (c *Config) Validate() error {
 	if c.Delivery.RemotePort <= 0 || c.Delivery.RemotePort > 65535 {
 		errs = append(errs, fmt.Errorf("delivery.remote_port: %d is not a port", c.Delivery.RemotePort))
 	}
+	errs = append(errs, c.Auth.validate()...)
 	for _, d := range []struct{ key, val string }{
+		{"auth.failure_delay", c.Auth.FailureDelay},
 		{"auth.lockout_window", c.Auth.LockoutWindow},
 		{"auth.lockout_duration", c.Auth.LockoutDuration},
 		{"smtp.read_timeout", c.SMTP.ReadTimeout},
@@ -256,6 +271,22 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level))
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks the [auth] keys that are not durations.
+func (a Auth) validate() []error {
+	var errs []error
+	if a.LockoutFailures < 1 {
+		errs = append(errs, fmt.Errorf("auth.lockout_failures: %d must be at least 1", a.LockoutFailures))
+	}
+	if a.AccountLockoutFailures < 0 {
+		errs = append(errs, fmt.Errorf("auth.account_lockout_failures: %d must be 0 (off) or more", a.AccountLockoutFailures))
+	}
+	// RFC 7677 4: at least 4096; the upper bound keeps client logins from taking minutes.
+	if a.SCRAMIterations < 4096 || a.SCRAMIterations > 10_000_000 {
+		errs = append(errs, fmt.Errorf("auth.scram_iterations: %d is not between 4096 and 10000000", a.SCRAMIterations))
+	}
+	return errs
 }
 
 func (l Listen) byName() map[string][]string {

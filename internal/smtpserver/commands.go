@@ -1,6 +1,7 @@
 package smtpserver
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"net/netip"
@@ -30,7 +31,8 @@ func (c *session) cmdAuth(arg string) *reply {
 	mech, initial, hasInitial := strings.Cut(arg, " ")
 	mech = strings.ToUpper(mech)
 	var user store.User
-	server, err := c.opts().Auth.SASL(c.ctx, c.ip, mech, func(u store.User) { user = u })
+	server, err := c.opts().Auth.SASLConn(c.ctx, auth.SASLRequest{IP: c.ip, Mech: mech, TLS: c.tlsState(),
+		OnSuccess: func(u store.User) { user = u }})
 	if err != nil {
 		return &reply{504, "5.5.4", "Unrecognized authentication type"}
 	}
@@ -72,6 +74,16 @@ func (c *session) cmdAuth(arg string) *reply {
 	c.log = c.log.With("user", user.Address)
 	c.log.Info("authenticated", "mech", mech)
 	return &reply{235, "2.7.0", "Authentication successful"}
+}
+
+// tlsState returns the state of the session's TLS layer, nil before STARTTLS.
+func (c *session) tlsState() *tls.ConnectionState {
+	tc, ok := c.conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	cs := tc.ConnectionState()
+	return &cs
 }
 
 func (c *session) readSASLLine() (string, bool, error) {

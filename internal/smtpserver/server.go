@@ -22,6 +22,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/postern/postern/internal/auth"
 	"github.com/postern/postern/internal/mail"
 	"github.com/postern/postern/internal/maillog"
 	"github.com/postern/postern/internal/store"
@@ -51,10 +52,11 @@ type Directory interface {
 	MaySendAs(ctx context.Context, user store.User, from mail.Address) (bool, error)
 }
 
-// Authenticator offers SASL mechanisms (implemented by *auth.Service).
+// Authenticator offers SASL mechanisms (implemented by *auth.Service). The TLS state lets it offer and run
+// SCRAM-*-PLUS (channel binding) and EXTERNAL (client certificates).
 type Authenticator interface {
-	SASL(ctx context.Context, ip netip.Addr, mech string, onSuccess func(store.User)) (sasl.Server, error)
-	Mechanisms() []string
+	SASLConn(ctx context.Context, r auth.SASLRequest) (sasl.Server, error)
+	MechanismsFor(tlsState *tls.ConnectionState) []string
 }
 
 // Deliverer commits an accepted message (implemented by *delivery.Agent).

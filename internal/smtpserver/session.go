@@ -330,7 +330,7 @@ func (c *session) cmdHelo(verb, arg string) *reply {
 		caps = append(caps, "STARTTLS")
 	}
 	if c.authAllowed() && c.user == nil {
-		caps = append(caps, "AUTH "+strings.Join(c.opts().Auth.Mechanisms(), " "))
+		caps = append(caps, "AUTH "+strings.Join(c.opts().Auth.MechanismsFor(c.tlsState()), " "))
 	}
 	return &reply{250, "", strings.Join(caps, "\n")}
 }

@@ -28,6 +28,9 @@ type Options struct {
 	DataDir           string // holds ca/ (the built-in CA) and tls/<hostname>.crt/.key
 	Hostname          string // the name the certificate must cover
 	MinVersion        uint16 // default TLS 1.2
+	// RequestClientCert asks clients for a certificate without requiring or verifying one at the handshake;
+	// SASL EXTERNAL verifies it against its own CAs, so a client with an unrelated certificate still connects.
+	RequestClientCert bool
 	Logger            *slog.Logger
 }
 
@@ -70,7 +73,19 @@ func New(o Options) (*Manager, error) {
 			return m.cert.Load(), nil
 		},
 	}
+	if o.RequestClientCert {
+		m.cfg.ClientAuth = tls.RequestClientCert
+	}
 	return m, nil
+}
+
+// ServerCertificate returns the leaf certificate the server sends on a connection with state cs, for the
+// tls-server-end-point channel binding (RFC 5929 4).
+func (m *Manager) ServerCertificate(cs *tls.ConnectionState) *x509.Certificate {
+	if c := m.cert.Load(); c != nil {
+		return c.Leaf
+	}
+	return nil
 }
 
 // checkHostname refuses names that would escape DataDir/tls when used as a file name.
