@@ -158,7 +158,7 @@ func Default() *Config {
 			POP2:        []string{},
 			HTTP:        []string{":8080"},
 		},
-		TLS:  TLS{MinVersion: "1.2"},
+		TLS: TLS{MinVersion: "1.2"},
 		Auth: Auth{LockoutFailures: 10, LockoutWindow: "10m", LockoutDuration: "15m", AccountLockoutFailures: 30,
 			FailureDelay: "1s", SCRAM: true, SCRAMIterations: 10000},
 		Database: Database{

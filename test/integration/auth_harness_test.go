@@ -60,7 +60,9 @@ func (s *server) trustedCA() string {
 }
 
 // quote makes a TOML basic string.
-func quote(s string) string { return `"` + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`) + `"` }
+func quote(s string) string {
+	return `"` + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`) + `"`
+}
 
 // requirePort skips when nothing listens on a configured port of a protocol another engineer is still wiring in
 // (like requireIMAP); once something accepts connections every failure is real.
