@@ -57,6 +57,15 @@ resolver = ""              # "host:port" of the DNS server to use; empty: the sy
 remote_port = 25           # port used to reach MX hosts
 max_message_size = "50MiB" # SIZE limit; bigger messages get 552 5.3.4
 group_commit = true        # concurrent deliveries share one durable commit (faster, equally safe)
+expiry = "5d"              # outgoing mail still undelivered this long bounces to its sender
+warning_delay = "4h"       # the sender is told once that a message is delayed ("0": never)
+workers = 8                # outgoing deliveries at once
+relay_host = ""            # "host:port" of a smarthost for all outgoing mail; empty: deliver to MX hosts
+relay_user = ""            # AUTH PLAIN user at the relay (sent only over verified TLS)
+relay_password = ""        # its password
+relay_tls = "starttls"     # "starttls" (port 587/25) or "implicit" (port 465)
+transport = {}             # per-domain routes, e.g. { "example.net" = "10.0.0.5:25", ".example.net" = "10.0.0.5" }
+dkim = true                # sign outgoing mail with the keys "postern dns records DOMAIN" creates
 
 [smtp]
 max_recipients = 100       # per message; more get 452 4.5.3

@@ -19,6 +19,7 @@ import (
 	"github.com/postern/postern/internal/delivery"
 	"github.com/postern/postern/internal/directory"
 	"github.com/postern/postern/internal/maillog"
+	"github.com/postern/postern/internal/queue"
 	"github.com/postern/postern/internal/smtpserver"
 	"github.com/postern/postern/internal/store"
 	"github.com/postern/postern/internal/store/sqlite"
@@ -44,6 +45,7 @@ type App struct {
 	mailLog  *maillog.Logger
 	logFile  io.Closer
 	services []service
+	queue    *queue.Queue // outbound scheduler (queue.go)
 
 	stopBG context.CancelFunc // stops background jobs
 	bg     sync.WaitGroup     // background jobs
@@ -118,7 +120,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	// Each protocol family has its own builder (smtp here, imap.go, pop.go); each appends to a.services.
-	for _, build := range []func(*config.Config) error{a.buildSMTP, a.buildIMAP, a.buildPOP} {
+	for _, build := range []func(*config.Config) error{a.buildSMTP, a.buildIMAP, a.buildPOP, a.buildQueue} {
 		if err := build(cfg); err != nil {
 			closeServices(a.services)
 			a.close()
@@ -305,6 +307,7 @@ func (a *App) Start(ctx context.Context) error {
 		defer a.bg.Done()
 		a.collectBlobs(bgctx)
 	}()
+	a.startQueue(bgctx)
 	for _, svc := range a.services {
 		for _, ln := range svc.listeners {
 			a.log.Info("listening", "service", svc.name, "addr", ln.Addr().String())

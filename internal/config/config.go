@@ -100,6 +100,22 @@ type Delivery struct {
 	MaxMessageSize string `toml:"max_message_size"`
 	// GroupCommit lets concurrent deliveries share one durable commit.
 	GroupCommit bool `toml:"group_commit"`
+	// Outbound queue: a message still undelivered after Expiry bounces; its sender is warned once after
+	// WarningDelay ("0": never). Workers deliveries run at once.
+	Expiry       string `toml:"expiry"`
+	WarningDelay string `toml:"warning_delay"`
+	Workers      int    `toml:"workers"`
+	// RelayHost ("host:port"), when set, takes all outgoing mail (a smarthost); AUTH PLAIN with RelayUser and
+	// RelayPassword happens only over TLS whose certificate verifies. RelayTLS is "starttls" or "implicit".
+	RelayHost     string `toml:"relay_host"`
+	RelayUser     string `toml:"relay_user"`
+	RelayPassword string `toml:"relay_password"`
+	RelayTLS      string `toml:"relay_tls"`
+	// Transport maps a recipient domain (".domain" for its subdomains) to the "host:port" that takes its mail
+	// instead of its MX hosts.
+	Transport map[string]string `toml:"transport"`
+	// DKIM signs outgoing mail with the keys `postern dns records DOMAIN` created under data_dir/dkim.
+	DKIM bool `toml:"dkim"`
 }
 
 // SMTP holds limits of the SMTP listeners.
@@ -164,7 +180,8 @@ func Default() *Config {
 		Database: Database{
 			Driver: "sqlite",
 		},
-		Delivery: Delivery{RemotePort: 25, MaxMessageSize: "50MiB", GroupCommit: true},
+		Delivery: Delivery{RemotePort: 25, MaxMessageSize: "50MiB", GroupCommit: true, Expiry: "5d", WarningDelay: "4h",
+			Workers: 8, RelayTLS: "starttls", Transport: map[string]string{}, DKIM: true},
 		SMTP: SMTP{
 			MaxRecipients:  100,
 			MaxConnsPerIP:  20,
@@ -285,6 +302,36 @@ func (a Auth) validate() []error {
 	// RFC 7677 4: at least 4096; the upper bound keeps client logins from taking minutes.
 	if a.SCRAMIterations < 4096 || a.SCRAMIterations > 10_000_000 {
 		errs = append(errs, fmt.Errorf("auth.scram_iterations: %d is not between 4096 and 10000000", a.SCRAMIterations))
+	}
+	return errs
+}
+
+// validateOutbound checks the relay and transport keys.
+func (d Delivery) validateOutbound() []error {
+	var errs []error
+	if d.Workers <= 0 {
+		errs = append(errs, fmt.Errorf("delivery.workers: %d must be at least 1", d.Workers))
+	}
+	if d.RelayHost != "" {
+		if _, _, err := net.SplitHostPort(d.RelayHost); err != nil {
+			errs = append(errs, fmt.Errorf("delivery.relay_host: %q is not host:port", d.RelayHost))
+		}
+	}
+	if (d.RelayUser == "") != (d.RelayPassword == "") {
+		errs = append(errs, errors.New("delivery: relay_user and relay_password must be set together"))
+	}
+	switch d.RelayTLS {
+	case "starttls", "implicit":
+	default:
+		errs = append(errs, fmt.Errorf("delivery.relay_tls: %q is not starttls or implicit", d.RelayTLS))
+	}
+	for dom, hp := range d.Transport {
+		if dom == "" || strings.ContainsAny(dom, " @") {
+			errs = append(errs, fmt.Errorf("delivery.transport: %q is not a domain", dom))
+		}
+		if hp == "" || strings.ContainsAny(hp, " /") {
+			errs = append(errs, fmt.Errorf("delivery.transport: %q for %s is not host or host:port", hp, dom))
+		}
 	}
 	return errs
 }
