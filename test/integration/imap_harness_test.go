@@ -196,8 +196,6 @@ func (r *imapResp) expect(status string) *imapResp {
 }
 
 func (r *imapResp) ok() *imapResp  { r.ic.t.Helper(); return r.expect("OK") }
-func (r *imapResp) no() *imapResp  { r.ic.t.Helper(); return r.expect("NO") }
-func (r *imapResp) bad() *imapResp { r.ic.t.Helper(); return r.expect("BAD") }
 
 // has fails unless some untagged line matches re.
 func (r *imapResp) has(re string) string {
