@@ -195,7 +195,7 @@ func (r *imapResp) expect(status string) *imapResp {
 	return r
 }
 
-func (r *imapResp) ok() *imapResp  { r.ic.t.Helper(); return r.expect("OK") }
+func (r *imapResp) ok() *imapResp { r.ic.t.Helper(); return r.expect("OK") }
 
 // has fails unless some untagged line matches re.
 func (r *imapResp) has(re string) string {
