@@ -56,14 +56,15 @@ func (c *session) cmdAuth(cmd command) error {
 	case 0:
 		// Not in RFC 5034, but Outlook and others send a bare AUTH to list the mechanisms (RFC 1734's servers
 		// and Dovecot answer it).
-		c.multi("List of SASL mechanisms follows", c.opts().Auth.Mechanisms())
+		c.multi("List of SASL mechanisms follows", c.opts().Auth.MechanismsFor(c.tlsState()))
 		return nil
 	case 1, 2:
 	default:
 		return c.fail("Syntax: AUTH mechanism [initial-response]")
 	}
 	var user store.User
-	server, err := c.opts().Auth.SASL(c.ctx, c.ip, cmd.args[0], func(u store.User) { user = u })
+	server, err := c.opts().Auth.SASLConn(c.ctx, auth.SASLRequest{IP: c.ip, Mech: cmd.args[0], TLS: c.tlsState(),
+		OnSuccess: func(u store.User) { user = u }})
 	if err != nil {
 		return c.fail("Unsupported authentication mechanism")
 	}

@@ -38,6 +38,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/postern/postern/internal/auth"
 	"github.com/postern/postern/internal/store"
 )
 
@@ -57,12 +58,13 @@ type Blobs interface {
 	Open(ctx context.Context, id string) (io.ReadCloser, error)
 }
 
-// Authenticator checks passwords and offers SASL mechanisms (implemented by *auth.Service, which applies the
-// lockout shared with SMTP and IMAP).
+// Authenticator checks passwords and offers SASL mechanisms per connection (implemented by *auth.Service, which
+// applies the lockout shared with SMTP and IMAP): SCRAM-*-PLUS needs the TLS state for its channel binding and
+// EXTERNAL the client certificate.
 type Authenticator interface {
 	Authenticate(ctx context.Context, ip netip.Addr, username, password string) (store.User, error)
-	SASL(ctx context.Context, ip netip.Addr, mech string, onSuccess func(store.User)) (sasl.Server, error)
-	Mechanisms() []string
+	SASLConn(ctx context.Context, r auth.SASLRequest) (sasl.Server, error)
+	MechanismsFor(tlsState *tls.ConnectionState) []string
 }
 
 // Locker holds maildrop locks (RFC 1939 8: the server must lock the maildrop for the session). POP3 and POP2

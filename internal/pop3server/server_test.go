@@ -3,6 +3,7 @@ package pop3server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xdg-go/scram"
 
 	"github.com/postern/postern/internal/auth"
 )
@@ -575,5 +578,59 @@ func TestShutdownDuringSASL(t *testing.T) {
 	}
 	if !c.closed() {
 		t.Error("connection open after Shutdown")
+	}
+}
+
+// TestAuthSCRAMPlus: the mechanisms come from the auth service per connection, so SCRAM-SHA-256-PLUS (RFC 5802,
+// RFC 7677) binds to this TLS connection (tls-exporter, RFC 9266) and is offered only over TLS.
+func TestAuthSCRAMPlus(t *testing.T) {
+	t.Parallel()
+	hash, err := auth.HashPasswordOptions("pencil", auth.HashOptions{SCRAMIterations: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := auth.New(auth.Options{Users: users{"ann@example.org": {ID: alice, Address: "ann@example.org", PasswordHash: hash}},
+		FailureDelay: -1, SCRAM: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *Options) { o.Auth = as; o.AllowPlaintextAuth = true })
+	f.store.deliver(alice, msg1)
+	if caps := capaOf(f.dial(t)); !slices.Contains(caps, "SASL SCRAM-SHA-256 SCRAM-SHA-1 PLAIN LOGIN") {
+		t.Errorf("CAPA without TLS = %q: want SCRAM without -PLUS", caps)
+	}
+	c := f.dialTLS(t)
+	if caps := capaOf(c); !slices.Contains(caps, "SASL SCRAM-SHA-256-PLUS SCRAM-SHA-1-PLUS SCRAM-SHA-256 SCRAM-SHA-1 PLAIN LOGIN") {
+		t.Errorf("CAPA over TLS = %q", caps)
+	}
+	cs := c.c.(*tls.Conn).ConnectionState()
+	ekm, err := cs.ExportKeyingMaterial("EXPORTER-Channel-Binding", []byte{}, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, _ := scram.SHA256.NewClient("ann@example.org", "pencil", "")
+	conv := client.NewConversationWithChannelBinding(scram.ChannelBinding{Type: scram.ChannelBindingTLSExporter, Data: ekm})
+	first, _ := conv.Step("")
+	c.cmd("AUTH SCRAM-SHA-256-PLUS " + b64(first))
+	for {
+		l := c.line()
+		if strings.HasPrefix(l, "+OK") {
+			break
+		}
+		if !strings.HasPrefix(l, "+ ") {
+			t.Fatalf("SCRAM exchange: %q", l)
+		}
+		challenge, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(l, "+ "))
+		resp, err := conv.Step(string(challenge))
+		if err != nil {
+			t.Fatalf("client step: %v", err)
+		}
+		c.cmd(b64(resp))
+	}
+	if !conv.Valid() {
+		t.Error("server signature not verified")
+	}
+	if got := c.cmd("STAT").ok(); !strings.HasPrefix(got, "1 ") {
+		t.Errorf("STAT = %q", got)
 	}
 }

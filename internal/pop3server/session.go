@@ -343,7 +343,7 @@ func (c *session) capabilities() []string {
 	}
 	if c.authAllowed() {
 		caps = append(caps, "USER")
-		if mechs := c.opts().Auth.Mechanisms(); len(mechs) > 0 {
+		if mechs := c.opts().Auth.MechanismsFor(c.tlsState()); len(mechs) > 0 {
 			caps = append(caps, "SASL "+strings.Join(mechs, " "))
 		}
 	}
@@ -356,6 +356,16 @@ func (c *session) cmdCapa(cmd command) error {
 	}
 	c.multi("Capability list follows", c.capabilities())
 	return nil
+}
+
+// tlsState returns the state of the session's TLS layer, nil before STLS on 110.
+func (c *session) tlsState() *tls.ConnectionState {
+	tc, ok := c.netConn().(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	cs := tc.ConnectionState()
+	return &cs
 }
 
 // authAllowed: passwords only over TLS unless the admin allowed plaintext (loopback is not exempt).
