@@ -28,8 +28,13 @@ type Store struct {
 	durable map[string]bool // fan-out directories whose entry in dir is known to be fsynced
 }
 
+// staleTemp is the age after which a temporary blob file is a crash's leftover. Younger ones may belong to a Put in
+// flight in another process on the same data directory: the server is writing mail while a CLI command (or a
+// second server starting during a restart) opens the store.
+const staleTemp = time.Hour
+
 // New opens (creating) the blob directory and removes temporary files a crash left behind: a blob in tmp was never
-// acknowledged, so nobody can be waiting for it.
+// acknowledged, so nobody can be waiting for it once it is older than any Put can take.
 func New(dir string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o750); err != nil {
 		return nil, fmt.Errorf("blob dir: %w", err)
@@ -39,7 +44,11 @@ func New(dir string) (*Store, error) {
 		return nil, fmt.Errorf("blob dir: %w", err)
 	}
 	for _, f := range stale {
-		if err := os.Remove(f); err != nil {
+		info, err := os.Stat(f)
+		if err != nil || time.Since(info.ModTime()) < staleTemp {
+			continue // gone already, or possibly another process's Put in flight
+		}
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("remove stale blob: %w", err)
 		}
 	}

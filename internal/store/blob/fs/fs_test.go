@@ -120,7 +120,14 @@ func TestNewRemovesStaleTemp(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := filepath.Join(dir, "tmp", "0123-crashed")
-	if err := os.WriteFile(stale, []byte("half a message"), 0o600); err != nil {
+	inFlight := filepath.Join(dir, "tmp", "4567-writing") // another process's Put, e.g. the server while a CLI opens the store
+	for _, f := range []string{stale, inFlight} {
+		if err := os.WriteFile(f, []byte("half a message"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * staleTemp)
+	if err := os.Chtimes(stale, old, old); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := New(dir); err != nil {
@@ -128,6 +135,9 @@ func TestNewRemovesStaleTemp(t *testing.T) {
 	}
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("stale temp file survived New: %v", err)
+	}
+	if _, err := os.Stat(inFlight); err != nil {
+		t.Fatalf("New removed a young temp file another process may be writing: %v", err)
 	}
 }
 
