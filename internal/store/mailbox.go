@@ -163,6 +163,16 @@ type MailboxStore interface {
 	StoreFlags(ctx context.Context, req StoreFlagsRequest) (StoreFlagsResult, error)
 	Expunge(ctx context.Context, req ExpungeRequest) (ExpungeResult, error)
 	Copy(ctx context.Context, req CopyRequest) (CopyResult, error)
+	// FirstUnseen returns the lowest UID of a message without \Seen, or 0 when every message is seen (IMAP4rev1
+	// SELECT's UNSEEN response code, RFC 3501 6.3.1). It reads no message body.
+	FirstUnseen(ctx context.Context, mailboxID int64) (uint32, error)
+	// Keywords lists the keywords set on at least one message of the mailbox, sorted (IMAP's FLAGS response,
+	// RFC 9051 7.3.5). It reads no message body.
+	Keywords(ctx context.Context, mailboxID int64) ([]string, error)
+	// ClaimRecent hands the IMAP4rev1 \Recent flag (RFC 3501 2.3.2) of the messages up to upTo to one caller: it
+	// returns the mailbox's FirstRecentUID as it was and moves it past upTo, atomically, so the messages with
+	// from <= UID <= upTo are recent for this caller and for no one else. Nothing is written when nothing is new.
+	ClaimRecent(ctx context.Context, mailboxID int64, upTo uint32) (from uint32, err error)
 	// Changes reports what changed after sinceModSeq. Expunged UIDs are kept as tombstones so QRESYNC can report
 	// VANISHED (RFC 7162 3.2.5.1).
 	Changes(ctx context.Context, mailboxID int64, sinceModSeq uint64) (ChangeSet, error)

@@ -103,6 +103,9 @@ type Mailbox struct {
 	HighestModSeq uint64
 	SpecialUse    string
 	Subscribed    bool
+	// FirstRecentUID: messages from this UID on have not been seen by an IMAP session yet (RFC 3501 2.3.2
+	// \Recent); MailboxStore.ClaimRecent moves it.
+	FirstRecentUID uint32
 }
 
 // MailboxStatus is a mailbox with its counters (doveadm mailbox status).
@@ -110,6 +113,7 @@ type MailboxStatus struct {
 	Mailbox
 	Messages int
 	Unseen   int
+	Recent   int // messages from FirstRecentUID on
 	Size     int64
 }
 

@@ -128,8 +128,8 @@ func insertCopies(ctx context.Context, w *wtx, dst int64, msgs []store.Message, 
 	if uint64(first)+uint64(len(msgs)) > 1<<32-1 {
 		return fmt.Errorf("mailbox #%d: UIDs exhausted", dst) // RFC 9051 2.3.1.1: a new UIDVALIDITY would be due
 	}
-	ins, err := w.PrepareContext(ctx, `INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, modseq, save_date)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	ins, err := w.PrepareContext(ctx, `INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, modseq, save_date, internal_tz)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,8 @@ func insertCopies(ctx context.Context, w *wtx, dst int64, msgs []store.Message, 
 	now := time.Now().Unix()
 	for i, m := range msgs {
 		uid := first + uint32(i)
-		if _, err := ins.ExecContext(ctx, dst, uid, m.BlobID, m.Size, m.InternalDate.Unix(), joinFlags(m.Flags), modseq, now); err != nil {
+		if _, err := ins.ExecContext(ctx, dst, uid, m.BlobID, m.Size, m.InternalDate.Unix(), joinFlags(m.Flags), modseq, now,
+			zoneOffset(m.InternalDate)); err != nil {
 			return fmt.Errorf("copy UID %d: %w", m.UID, err)
 		}
 		res.SrcUIDs = append(res.SrcUIDs, m.UID)

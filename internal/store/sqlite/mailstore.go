@@ -13,28 +13,30 @@ import (
 
 // mailboxSelect reads mailboxes as b; Subscribed comes from the subscriptions table (migration 3).
 const mailboxSelect = `SELECT b.id, b.user_id, b.name, b.uidvalidity, b.uidnext, b.highestmodseq, b.special_use,
-	EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = b.user_id AND s.name = b.name) FROM mailboxes b`
+	EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = b.user_id AND s.name = b.name), b.first_recent_uid
+	FROM mailboxes b`
 
 // statusSelect reads mailboxes as b with their counters; append WHERE and then statusGroup.
 const statusSelect = `SELECT b.id, b.user_id, b.name, b.uidvalidity, b.uidnext, b.highestmodseq, b.special_use,
-	EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = b.user_id AND s.name = b.name),
+	EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = b.user_id AND s.name = b.name), b.first_recent_uid,
 	COUNT(m.id),
 	COALESCE(SUM(CASE WHEN (' ' || m.flags || ' ') LIKE '% \Seen %' THEN 0 ELSE 1 END) FILTER (WHERE m.id IS NOT NULL), 0),
-	COALESCE(SUM(m.size), 0)
+	COALESCE(SUM(m.size), 0),
+	COUNT(m.id) FILTER (WHERE m.uid >= b.first_recent_uid)
 	FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id`
 
 const statusGroup = ` GROUP BY b.id`
 
 func scanMailbox(row interface{ Scan(...any) error }, extra ...any) (store.Mailbox, error) {
 	var m store.Mailbox
-	err := row.Scan(append([]any{&m.ID, &m.UserID, &m.Name, &m.UIDValidity, &m.UIDNext, &m.HighestModSeq, &m.SpecialUse, &m.Subscribed}, extra...)...)
+	err := row.Scan(append([]any{&m.ID, &m.UserID, &m.Name, &m.UIDValidity, &m.UIDNext, &m.HighestModSeq, &m.SpecialUse, &m.Subscribed, &m.FirstRecentUID}, extra...)...)
 	return m, err
 }
 
 func scanStatus(row interface{ Scan(...any) error }) (store.MailboxStatus, error) {
 	var st store.MailboxStatus
 	var err error
-	st.Mailbox, err = scanMailbox(row, &st.Messages, &st.Unseen, &st.Size)
+	st.Mailbox, err = scanMailbox(row, &st.Messages, &st.Unseen, &st.Size, &st.Recent)
 	return st, err
 }
 

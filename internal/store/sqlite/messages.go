@@ -3,10 +3,12 @@ package sqlite
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/postern/postern/internal/store"
@@ -61,15 +63,37 @@ func (m *uidMatcher) match(uid uint32) bool {
 
 // messageCols are the columns scanMessage reads. Not mailbox_id: every query is for one mailbox, and each column
 // costs a driver call per row (a tenth of the time of listing 100,000 messages).
-const messageCols = `m.id, m.uid, m.blob_id, m.size, m.internal_date, m.flags, m.modseq, m.save_date`
+const messageCols = `m.id, m.uid, m.blob_id, m.size, m.internal_date, m.flags, m.modseq, m.save_date, m.internal_tz`
 
 func scanMessage(row interface{ Scan(...any) error }, mailboxID int64, extra ...any) (store.Message, error) {
 	m := store.Message{MailboxID: mailboxID}
 	var date, saved int64
+	var tz sql.NullInt64
 	var flags string
-	err := row.Scan(append([]any{&m.ID, &m.UID, &m.BlobID, &m.Size, &date, &flags, &m.ModSeq, &saved}, extra...)...)
+	err := row.Scan(append([]any{&m.ID, &m.UID, &m.BlobID, &m.Size, &date, &flags, &m.ModSeq, &saved, &tz}, extra...)...)
 	m.InternalDate, m.SaveDate, m.Flags = time.Unix(date, 0), time.Unix(saved, 0), splitFlags(flags)
+	if tz.Valid {
+		m.InternalDate = m.InternalDate.In(fixedZone(tz.Int64))
+	}
 	return m, err
+}
+
+// fixedZone is the zone of a stored offset; one *time.Location per offset, so listing many messages allocates
+// none.
+func fixedZone(offset int64) *time.Location {
+	if loc, ok := zones.Load(offset); ok {
+		return loc.(*time.Location)
+	}
+	loc, _ := zones.LoadOrStore(offset, time.FixedZone("", int(offset)))
+	return loc.(*time.Location)
+}
+
+var zones sync.Map // int64 offset -> *time.Location
+
+// zoneOffset is what internal_tz stores for t: its offset east of UTC in seconds.
+func zoneOffset(t time.Time) int64 {
+	_, off := t.Zone()
+	return int64(off)
 }
 
 // selectMessages reads the messages of mailboxID whose UID is in set (all for a nil set when all is true), by
@@ -199,9 +223,11 @@ func (s *Store) Append(ctx context.Context, req store.AppendRequest) (store.Appe
 	if err != nil {
 		return store.AppendResult{}, fmt.Errorf("append: %w", err)
 	}
-	date := req.InternalDate
+	date, tz := req.InternalDate, any(nil) // NULL: the server's zone
 	if date.IsZero() {
 		date = time.Now()
+	} else {
+		tz = zoneOffset(date) // RFC 9051 2.3.3: INTERNALDATE keeps the zone APPEND gave
 	}
 	var res store.AppendResult
 	err = s.do(ctx, "append", func(ctx context.Context, w *wtx) error {
@@ -213,9 +239,9 @@ func (s *Store) Append(ctx context.Context, req store.AppendRequest) (store.Appe
 		if err != nil {
 			return fmt.Errorf("mailbox #%d: %w", req.MailboxID, notFound(err))
 		}
-		if _, err := w.ExecContext(ctx, `INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, modseq, save_date)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, req.MailboxID, res.UID, req.Blob.ID, req.Blob.Size, date.Unix(), joinFlags(flags),
-			res.ModSeq, time.Now().Unix()); err != nil {
+		if _, err := w.ExecContext(ctx, `INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, modseq, save_date, internal_tz)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, req.MailboxID, res.UID, req.Blob.ID, req.Blob.Size, date.Unix(), joinFlags(flags),
+			res.ModSeq, time.Now().Unix(), tz); err != nil {
 			return fmt.Errorf("insert message: %w", err)
 		}
 		w.touch(req.MailboxID)

@@ -125,6 +125,16 @@ var migrations = []string{
 	// 4: queue leases. A worker owns an entry until lease_until (milliseconds); a crashed worker's lease runs
 	// out and the entry is taken again, so a message is sent again at most once after a crash.
 	`ALTER TABLE queue ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;`,
+
+	// 5: IMAP.
+	// - mailboxes.first_recent_uid: the messages from this UID on are \Recent for the next IMAP4rev1 session that
+	//   selects the mailbox (RFC 3501 2.3.2), as Dovecot and Cyrus keep it; existing mailboxes start with nothing
+	//   recent.
+	// - messages.internal_tz: the zone offset (seconds east of UTC) of the INTERNALDATE an APPEND gave
+	//   (RFC 9051 2.3.3); NULL for the server's local zone.
+	`ALTER TABLE mailboxes ADD COLUMN first_recent_uid INTEGER NOT NULL DEFAULT 1;
+	UPDATE mailboxes SET first_recent_uid = uidnext;
+	ALTER TABLE messages ADD COLUMN internal_tz INTEGER;`,
 }
 
 // migrate brings the schema to the newest version. Several processes may race here (server and CLI): the

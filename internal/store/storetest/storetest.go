@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 	tests = append(tests, mailboxTests...)
 	tests = append(tests, messageTests...)
 	tests = append(tests, queueTests...)
+	tests = append(tests, imapTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
 	}
