@@ -203,7 +203,7 @@ func (q *Queue) apply(m *store.OutboundMessage, r *store.OutboundRecipient, res 
 	switch {
 	case res.Delivered():
 		r.Status, r.Error = "sent", ""
-		ev.Event, ev.Status, ev.Detail = "delivered", fmt.Sprintf("%d %s", res.Code, res.Enhanced), tlsDetail(res)
+		ev.Event, ev.Status, ev.Detail = "delivered", fmt.Sprintf("%d %s", res.Code, res.Enhanced), tlsDetail(res)+"; "+res.Text
 		q.opts.MailLog.Log(ev)
 		// RFC 3461 5.2.2: when the next hop does not take DSN parameters, report "relayed" ourselves.
 		if wants(*r, "SUCCESS") && !res.DSN {
