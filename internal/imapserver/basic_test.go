@@ -138,7 +138,7 @@ func TestMailboxCommands(t *testing.T) {
 	tc.cmd("a13 LIST (SUBSCRIBED) \"\" *").ok().has(`LIST \(\\HasChildren \\Subscribed\) "/" Job`)
 	tc.cmd("a14 UNSUBSCRIBE Job").ok()
 	tc.cmd("a15 STATUS INBOX (MESSAGES UNSEEN UIDNEXT UIDVALIDITY SIZE HIGHESTMODSEQ APPENDLIMIT)").ok().
-		has(`STATUS INBOX \(MESSAGES 0 UNSEEN 0 UIDNEXT 1 UIDVALIDITY \d+ SIZE 0 HIGHESTMODSEQ \d+ APPENDLIMIT 1048576\)`)
+		has(`STATUS INBOX \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY \d+ SIZE 0 UNSEEN 0 HIGHESTMODSEQ \d+ APPENDLIMIT 1048576\)`)
 	tc.cmd("a16 NAMESPACE").ok().has(`NAMESPACE \(\("" "/"\)\) NIL NIL`)
 	tc.cmd("a17 CREATE Archive (USE (\\Archive))").ok()
 	tc.cmd("a18 LIST (SPECIAL-USE) \"\" *").ok().has(`LIST .*\\Archive.* Archive`).lacks(`LIST .* INBOX`)

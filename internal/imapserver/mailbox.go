@@ -67,38 +67,11 @@ func (c *session) cmdSelect(tag string, p *parser) error {
 	if err != nil {
 		return storeError(err, "Mailbox")
 	}
-	v := &view{readOnly: readOnly, gone: map[uint32]bool{}, echo: map[uint32]uint64{}, recent: map[uint32]bool{}}
-	// Subscribe first, then read: a change between the reads is seen again, never missed.
-	v.notify, v.unsub = c.opts().Store.Notifier().Subscribe(mb.ID)
-	st, err := c.opts().Store.MailboxStatus(c.ctx, mb.ID)
-	if err == nil {
-		v.uids, err = c.opts().Store.MessageUIDs(c.ctx, mb.ID)
-	}
+	v, st, err := c.openView(mb.ID, readOnly)
 	if err != nil {
-		v.close()
 		return storeError(err, "Mailbox")
 	}
-	v.mbox, v.modseq = st.Mailbox, st.HighestModSeq
-	c.writef(`* FLAGS (\Answered \Flagged \Deleted \Seen \Draft)`)
-	c.writef("* %d EXISTS", len(v.uids))
-	if !c.rev2 {
-		for _, u := range c.srv.recent.claim(mb.ID, v.uids, !readOnly) {
-			v.recent[u] = true
-		}
-		c.writef("* %d RECENT", len(v.recent))
-	}
-	c.writef("* OK [UIDVALIDITY %d] UIDs valid", st.UIDValidity)
-	c.writef("* OK [UIDNEXT %d] Predicted next UID", st.UIDNext)
-	if readOnly {
-		c.writef("* OK [PERMANENTFLAGS ()] Read-only mailbox")
-	} else {
-		c.writef(`* OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted`)
-	}
-	c.writef("* OK [HIGHESTMODSEQ %d] Highest", st.HighestModSeq) // RFC 7162 3.1.2.1
-	if c.rev2 {
-		b := append([]byte(`* LIST () "/" `), c.mailboxString(st.Name)...)
-		c.writeLine(b)
-	}
+	c.writeSelectData(v, st)
 	c.sel, c.state = v, stateSelected
 	if qr != nil && qr.uidValidity == st.UIDValidity {
 		if err := c.qresyncSelect(qr); err != nil {

@@ -87,6 +87,9 @@ func (c *session) cmdStore(tag string, p *parser) error {
 		modified[u] = true
 	}
 	for _, m := range res.Messages {
+		c.noteKeywords(m.Flags)
+	}
+	for _, m := range res.Messages {
 		i := v.index(m.UID)
 		if i < 0 || modified[m.UID] {
 			continue

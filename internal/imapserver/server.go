@@ -83,8 +83,6 @@ type Server struct {
 	perIP     map[netip.Addr]int
 	total     int
 	wg        sync.WaitGroup // session goroutines
-
-	recent *recentTracker
 }
 
 // New returns a Server.
@@ -119,7 +117,7 @@ func New(o Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{opts: o, log: o.Logger, ctx: ctx, cancel: cancel, listeners: map[net.Listener]bool{},
-		sessions: map[*session]bool{}, perIP: map[netip.Addr]int{}, recent: newRecentTracker()}, nil
+		sessions: map[*session]bool{}, perIP: map[netip.Addr]int{}}, nil
 }
 
 // Serve accepts connections on ln until Shutdown.

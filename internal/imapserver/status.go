@@ -9,27 +9,35 @@ import (
 
 // statusItems reads "(" status-att *(SP status-att) ")".
 func (p *parser) statusItems() []string {
-	var items []string
+	asked := map[string]bool{}
 	p.expect("(")
 	for p.ok() && p.peek() != ')' {
-		if len(items) > 0 {
+		if len(asked) > 0 {
 			p.sp()
 		}
 		w := p.word()
-		switch w {
-		case "MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT", "HIGHESTMODSEQ",
-			"APPENDLIMIT", "DELETED-STORAGE":
-			items = append(items, w)
-		default:
+		if !slices.Contains(statusOrder, w) {
 			p.fail("unknown STATUS item %s", w)
 		}
+		asked[w] = true
 	}
 	p.expect(")")
-	if p.ok() && len(items) == 0 {
+	if p.ok() && len(asked) == 0 {
 		p.fail("STATUS needs at least one item")
+	}
+	var items []string
+	for _, it := range statusOrder {
+		if asked[it] {
+			items = append(items, it)
+		}
 	}
 	return items
 }
+
+// statusOrder is the order STATUS answers in, whatever the order asked (RFC 9051 7.3.4 sets none; this is the
+// order of RFC 3501 6.3.10's list, then the extensions', as Dovecot and James answer). Each item once.
+var statusOrder = []string{"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "SIZE", "DELETED", "DELETED-STORAGE",
+	"UNSEEN", "HIGHESTMODSEQ", "APPENDLIMIT"}
 
 // cmdStatus is STATUS (RFC 9051 6.3.11; SIZE RFC 8438; HIGHESTMODSEQ RFC 7162 3.1.7; APPENDLIMIT RFC 7889).
 func (c *session) cmdStatus(tag string, p *parser) error {
@@ -100,11 +108,7 @@ func (c *session) writeStatus(id int64, name string, items []string) error {
 		case "APPENDLIMIT":
 			b = appendUint(b, uint64(c.opts().MaxMessageBytes))
 		case "RECENT":
-			n, err := c.recentCount(id)
-			if err != nil {
-				return err
-			}
-			b = appendUint(b, uint64(n))
+			b = appendUint(b, uint64(c.recentCount(st)))
 		}
 	}
 	b = append(b, ')')
@@ -112,16 +116,13 @@ func (c *session) writeStatus(id int64, name string, items []string) error {
 	return nil
 }
 
-// recentCount counts the messages no session has claimed as \Recent yet (without claiming them).
-func (c *session) recentCount(id int64) (int, error) {
-	if c.sel != nil && c.sel.mbox.ID == id {
-		return len(c.sel.recent), nil
+// recentCount counts the recent messages of a mailbox: for the one this session has selected, its own recent
+// messages and those no session has taken yet; for any other, those no session has taken (RFC 3501 6.3.10).
+func (c *session) recentCount(st store.MailboxStatus) int {
+	if v := c.sel; v != nil && v.mbox.ID == st.ID && !v.readOnly {
+		return len(v.recent) + st.Recent
 	}
-	uids, err := c.opts().Store.MessageUIDs(c.ctx, id)
-	if err != nil {
-		return 0, err
-	}
-	return len(c.srv.recent.claim(id, uids, false)), nil
+	return st.Recent
 }
 
 // hasFlag reports whether flags holds f (flags are case-insensitive).

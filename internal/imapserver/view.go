@@ -3,7 +3,6 @@ package imapserver
 import (
 	"errors"
 	"sort"
-	"sync"
 
 	"github.com/postern/postern/internal/store"
 )
@@ -20,7 +19,8 @@ type view struct {
 	notify   <-chan struct{}
 	unsub    func()
 	echo     map[uint32]uint64 // flag changes this session made and already reported: uid -> modseq
-	recent   map[uint32]bool   // \Recent for this session (IMAP4rev1 only)
+	recent   map[uint32]bool   // \Recent for this session (shown to IMAP4rev1 sessions only)
+	keywords []string          // announced in FLAGS, sorted
 }
 
 func (v *view) close() {
@@ -107,28 +107,6 @@ func (v *view) uidsAt(idx []int) []uint32 {
 	return out
 }
 
-// recentTracker gives each new message's \Recent flag to exactly one IMAP4rev1 session (RFC 3501 2.3.2): the
-// first that selects the mailbox, or has it selected, after the message arrived. It lives in memory: after a
-// restart the messages of a mailbox count as recent once more.
-type recentTracker struct {
-	mu   sync.Mutex       // guards last
-	last map[int64]uint32 // mailbox ID -> highest UID already claimed
-}
-
-func newRecentTracker() *recentTracker { return &recentTracker{last: map[int64]uint32{}} }
-
-// claim returns the UIDs newer than the last claimed and, when take is true, claims them.
-func (r *recentTracker) claim(mailboxID int64, uids []uint32, take bool) []uint32 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	last := r.last[mailboxID]
-	i := sort.Search(len(uids), func(i int) bool { return uids[i] > last })
-	if take && len(uids) > 0 && uids[len(uids)-1] > last {
-		r.last[mailboxID] = uids[len(uids)-1]
-	}
-	return uids[i:]
-}
-
 // pollUpdates brings the view up to date and writes the untagged responses allowed now. allowExpunge is false
 // while answering FETCH, STORE and SEARCH by sequence number (RFC 9051 7.5.1); force asks the store even without
 // a wake-up (NOOP, and after this session's own changes).
@@ -190,15 +168,37 @@ func (c *session) applyChanges(cs store.ChangeSet) {
 	v.modseq = max(v.modseq, cs.HighestModSeq)
 	if len(added) > 0 {
 		c.writef("* %d EXISTS", len(v.uids))
+		c.claimRecent(added)
 		if !c.rev2 {
-			for _, u := range c.srv.recent.claim(v.mbox.ID, added, !v.readOnly) {
-				v.recent[u] = true
-			}
 			c.writef("* %d RECENT", len(v.recent))
+		}
+	}
+	for _, m := range cs.Messages {
+		if v.index(m.UID) >= 0 && !v.gone[m.UID] {
+			c.noteKeywords(m.Flags)
 		}
 	}
 	for _, m := range updates {
 		c.writeFlagsFetch(v.index(m.UID)+1, m)
+	}
+}
+
+// claimRecent takes the \Recent flag of messages new to the view (RFC 3501 2.3.2): the first session to learn of
+// a message gets it. A read-only session shows them as recent without taking them (RFC 3501 6.3.2).
+func (c *session) claimRecent(added []uint32) {
+	v := c.sel
+	from := added[0]
+	if !v.readOnly {
+		var err error
+		if from, err = c.opts().Store.ClaimRecent(c.ctx, v.mbox.ID, added[len(added)-1]); err != nil {
+			c.log.Warn("claim recent", "mailbox", v.mbox.Name, "err", err)
+			return
+		}
+	}
+	for _, u := range added {
+		if u >= from {
+			v.recent[u] = true
+		}
 	}
 }
 
