@@ -32,7 +32,18 @@ data_dir = "data"          # database, message blobs, CA, certificates, mail log
 [tls]
 cert_file = ""             # PEM chain (leaf first); empty: issued for hostname by the built-in CA (data_dir/ca)
 key_file = ""              # PEM key of cert_file; set both or neither. SIGHUP re-reads them
-min_version = "1.2"        # "1.2" or "1.3"
+min_version = "1.2"        # "1.2" or "1.3"; "1.0"/"1.1" only with allow_insecure_versions
+allow_insecure_versions = false # permit TLS 1.0/1.1 (deprecated by RFC 8996) and the CBC suites they need
+names = []                 # more host names clients use (SNI): the built-in CA / ACME issue a certificate for each
+certificates = []          # more PEM pairs chosen by SNI: [{ cert_file = "...", key_file = "..." }]
+check_interval = "1m"      # how often certificate files are checked for changes (reloaded) and renewals
+
+[tls.acme]                 # certificates from an ACME CA (RFC 8555); off while directory is empty
+directory = ""             # e.g. "https://acme-v02.api.letsencrypt.org/directory"
+email = ""                 # account contact address
+challenge = "http-01"      # "http-01": port 80 must reach listen.http; "tls-alpn-01": port 443 a TLS port
+ca_file = ""               # PEM roots to trust for the directory's HTTPS; empty: the system's
+renew_before = "30d"       # renew this long before expiry (at most a third of the lifetime)
 
 [auth]
 allow_plaintext = false    # true: accept passwords before TLS (closed networks only; loopback is NOT exempt)
@@ -224,9 +235,11 @@ func (c *cli) checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			minTLS, _ := cfg.TLS.Version()
-			m, err := tlsmgr.New(tlsmgr.Options{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile,
-				DataDir: cfg.DataDir, Hostname: cfg.Hostname, MinVersion: minTLS})
+			o, err := app.TLSOptions(cfg, nil)
+			if err != nil {
+				return err
+			}
+			m, err := tlsmgr.New(o)
 			if err != nil {
 				return err
 			}

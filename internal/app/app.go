@@ -101,12 +101,10 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	if a.store, err = OpenStore(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	minTLS, _ := cfg.TLS.Version()
-	a.tls, err = tlsmgr.New(tlsmgr.Options{
-		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, DataDir: cfg.DataDir,
-		Hostname: cfg.Hostname, MinVersion: minTLS, Logger: log,
-		RequestClientCert: cfg.Auth.ClientCAFile != "", // for SASL EXTERNAL
-	})
+	tlsOpts, err := TLSOptions(cfg, log)
+	if err == nil {
+		a.tls, err = tlsmgr.New(tlsOpts)
+	}
 	if err != nil {
 		a.store.Close()
 		return nil, fmt.Errorf("tls: %w", err)
@@ -120,7 +118,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	// Each protocol family has its own builder (smtp here, imap.go, pop.go); each appends to a.services.
-	for _, build := range []func(*config.Config) error{a.buildSMTP, a.buildIMAP, a.buildPOP, a.buildQueue} {
+	for _, build := range []func(*config.Config) error{a.buildSMTP, a.buildIMAP, a.buildPOP, a.buildQueue, a.buildHTTP} {
 		if err := build(cfg); err != nil {
 			closeServices(a.services)
 			a.close()
@@ -306,6 +304,11 @@ func (a *App) Start(ctx context.Context) error {
 	go func() {
 		defer a.bg.Done()
 		a.collectBlobs(bgctx)
+	}()
+	a.bg.Add(1)
+	go func() { // certificate file changes, renewals, ACME
+		defer a.bg.Done()
+		a.tls.Run(bgctx)
 	}()
 	a.startQueue(bgctx)
 	for _, svc := range a.services {

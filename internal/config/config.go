@@ -58,7 +58,31 @@ type Listen struct {
 type TLS struct {
 	CertFile   string `toml:"cert_file"` // empty: issued for hostname by the built-in CA
 	KeyFile    string `toml:"key_file"`
-	MinVersion string `toml:"min_version"` // "1.2" or "1.3"
+	MinVersion string `toml:"min_version"` // "1.2" or "1.3" ("1.0", "1.1" only with AllowInsecureVersions)
+	// AllowInsecureVersions permits min_version "1.0" or "1.1" (RFC 8996 deprecates them).
+	AllowInsecureVersions bool `toml:"allow_insecure_versions"`
+	// Names are more host names clients use (SNI): the built-in CA and ACME issue a certificate for each.
+	Names []string `toml:"names"`
+	// Certificates are more PEM certificate/key files; SNI picks among them by the names they cover.
+	Certificates []CertPair `toml:"certificates"`
+	// CheckInterval is how often certificate files are checked for changes and renewals.
+	CheckInterval string `toml:"check_interval"`
+	ACME          ACME   `toml:"acme"`
+}
+
+// CertPair names one certificate chain file and its key file.
+type CertPair struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// ACME configures certificates from an ACME CA (RFC 8555) such as Let's Encrypt; off while Directory is empty.
+type ACME struct {
+	Directory   string `toml:"directory"`    // e.g. "https://acme-v02.api.letsencrypt.org/directory"
+	Email       string `toml:"email"`        // account contact
+	Challenge   string `toml:"challenge"`    // "http-01" (port 80 -> listen.http) or "tls-alpn-01" (443 -> a TLS port)
+	CAFile      string `toml:"ca_file"`      // PEM roots to trust for the directory's HTTPS; "": the system's
+	RenewBefore string `toml:"renew_before"` // renew this long before expiry (at most a third of the lifetime)
 }
 
 // Auth configures authentication policy.
@@ -174,7 +198,8 @@ func Default() *Config {
 			POP2:        []string{},
 			HTTP:        []string{":8080"},
 		},
-		TLS: TLS{MinVersion: "1.2"},
+		TLS: TLS{MinVersion: "1.2", Names: []string{}, Certificates: []CertPair{}, CheckInterval: "1m",
+			ACME: ACME{Challenge: "http-01", RenewBefore: "30d"}},
 		Auth: Auth{LockoutFailures: 10, LockoutWindow: "10m", LockoutDuration: "15m", AccountLockoutFailures: 30,
 			FailureDelay: "1s", SCRAM: true, SCRAMIterations: 10000},
 		Database: Database{
@@ -249,9 +274,7 @@ func (c *Config) Validate() error {
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		errs = append(errs, errors.New("tls: cert_file and key_file must be set together"))
 	}
-	if _, err := c.TLS.Version(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, c.TLS.validate()...)
 	switch c.Database.Driver {
 	case "sqlite":
 	case "postgres", "mysql":
@@ -350,8 +373,47 @@ func (t TLS) Version() (uint16, error) {
 		return 0x0303, nil
 	case "1.3":
 		return 0x0304, nil
+	case "1.0", "1.1":
+		if !t.AllowInsecureVersions {
+			return 0, fmt.Errorf("tls.min_version: %q is below 1.2 (RFC 8996); set tls.allow_insecure_versions = true to allow it",
+				t.MinVersion)
+		}
+		return map[string]uint16{"1.0": 0x0301, "1.1": 0x0302}[t.MinVersion], nil
 	}
 	return 0, fmt.Errorf("tls.min_version: %q is not 1.2 or 1.3", t.MinVersion)
+}
+
+// validate checks [tls] besides the certificate pair.
+func (t TLS) validate() []error {
+	var errs []error
+	if _, err := t.Version(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, p := range t.Certificates {
+		if p.CertFile == "" || p.KeyFile == "" {
+			errs = append(errs, fmt.Errorf("tls.certificates[%d]: cert_file and key_file must both be set", i))
+		}
+	}
+	for _, n := range t.Names {
+		if n == "" || strings.ContainsAny(n, "/\\ ") {
+			errs = append(errs, fmt.Errorf("tls.names: %q is not a host name", n))
+		}
+	}
+	if d, err := ParseDuration(t.CheckInterval); err != nil || d <= 0 {
+		errs = append(errs, fmt.Errorf("tls.check_interval: %q is not a positive duration", t.CheckInterval))
+	}
+	if d, err := ParseDuration(t.ACME.RenewBefore); err != nil || d <= 0 {
+		errs = append(errs, fmt.Errorf("tls.acme.renew_before: %q is not a positive duration", t.ACME.RenewBefore))
+	}
+	switch t.ACME.Challenge {
+	case "http-01", "tls-alpn-01":
+	default:
+		errs = append(errs, fmt.Errorf("tls.acme.challenge: %q is not http-01 or tls-alpn-01", t.ACME.Challenge))
+	}
+	if t.ACME.Directory != "" && !strings.HasPrefix(t.ACME.Directory, "https://") {
+		errs = append(errs, fmt.Errorf("tls.acme.directory: %q is not an https:// URL (RFC 8555 6.1)", t.ACME.Directory))
+	}
+	return errs
 }
 
 // DatabaseDSN returns the DSN to open, filling the sqlite default.
