@@ -59,14 +59,14 @@ func (s *server) trustedCA() string {
 	return path
 }
 
-// quote makes a TOML basic string.
-func quote(s string) string {
+// tomlQuote makes a TOML basic string.
+func tomlQuote(s string) string {
 	return `"` + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`) + `"`
 }
 
-// requirePort skips when nothing listens on a configured port of a protocol another engineer is still wiring in
+// requireListening skips when nothing listens on a configured port of a protocol another engineer is still wiring in
 // (like requireIMAP); once something accepts connections every failure is real.
-func requirePort(t *testing.T, s *server, name string, port int) {
+func requireListening(t *testing.T, s *server, name string, port int) {
 	t.Helper()
 	c, err := dialTimeout(s.addr(port))
 	if err != nil {

@@ -143,8 +143,8 @@ print("cram ok")
 	s.waitInbox("bob@example.test", 1)
 }
 
-// dialFrom opens an SMTP connection from a chosen loopback address (127.0.0.2 is as local as 127.0.0.1 on Linux).
-func dialFrom(t *testing.T, local, addr string) *conn {
+// authDialFrom opens an SMTP connection from a chosen loopback address (127.0.0.2 is as local as 127.0.0.1 on Linux).
+func authDialFrom(t *testing.T, local, addr string) *conn {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 	c, err := d.Dial("tcp", addr)
@@ -170,7 +170,7 @@ func TestAuthLockoutTwoIPs(t *testing.T) {
 	s.setAuth(map[string]string{"lockout_failures": "10", "lockout_window": `"10m"`, "lockout_duration": `"3s"`,
 		"failure_delay": `"10ms"`})
 	s.addUser("alice@example.test", "alice-secret")
-	tc := dialFrom(t, "127.0.0.1", s.addr(s.ports.Submission))
+	tc := authDialFrom(t, "127.0.0.1", s.addr(s.ports.Submission))
 	codes := map[int]int{}
 	for i := 0; i < 20; i++ {
 		tc.send("AUTH PLAIN " + plain("alice@example.test", fmt.Sprintf("wrong-%d", i)))
@@ -180,14 +180,14 @@ func TestAuthLockoutTwoIPs(t *testing.T) {
 			t.Fatalf("attempt %d: %d %q", i+1, code, lines)
 		}
 		if code == 421 { // the session's error limit; the lockout is per address, so reconnect
-			tc = dialFrom(t, "127.0.0.1", s.addr(s.ports.Submission))
+			tc = authDialFrom(t, "127.0.0.1", s.addr(s.ports.Submission))
 		}
 	}
 	tc.send("AUTH PLAIN " + plain("alice@example.test", "alice-secret"))
 	if code, l := tc.reply(); code != 454 {
 		t.Fatalf("the right password from the locked-out address: %d %q", code, l)
 	}
-	other := dialFrom(t, "127.0.0.2", s.addr(s.ports.Submission))
+	other := authDialFrom(t, "127.0.0.2", s.addr(s.ports.Submission))
 	other.send("AUTH PLAIN " + plain("alice@example.test", "alice-secret"))
 	if code, l := other.reply(); code != 235 {
 		t.Fatalf("the right password from 127.0.0.2: %d %q", code, l)
@@ -195,7 +195,7 @@ func TestAuthLockoutTwoIPs(t *testing.T) {
 	// After lockout_duration the address may try again (polled: how long this takes is not the point).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		tc = dialFrom(t, "127.0.0.1", s.addr(s.ports.Submission))
+		tc = authDialFrom(t, "127.0.0.1", s.addr(s.ports.Submission))
 		tc.send("AUTH PLAIN " + plain("alice@example.test", "alice-secret"))
 		code, l := tc.reply()
 		if code == 235 {
@@ -244,6 +244,7 @@ func checkFail2ban(t *testing.T, log, ip string, want int) {
 	if m == nil || string(m[1]) != fmt.Sprint(want) {
 		t.Fatalf("fail2ban-regex found %s failures, want %d:\n%s\nlog:\n%s", m, want, out, log)
 	}
+	t.Logf("fail2ban-regex matches %s failure lines", m[1])
 	for _, line := range regexp.MustCompile(`(?m)^\|\s+(\S+)\s+\w{3} \w{3} `).FindAllSubmatch(out, -1) {
 		if string(line[1]) != ip {
 			t.Errorf("fail2ban-regex would ban %s; want only %s", line[1], ip)
@@ -283,7 +284,7 @@ func TestAuthExternalClientCert(t *testing.T) {
 	opensslBin := needTool(t, "openssl")
 	s := newServer(t, serverOptions{})
 	caDir := filepath.Join(s.dir, "data", "ca")
-	s.setAuth(map[string]string{"client_ca_file": quote(filepath.Join(caDir, "ca.crt")), "failure_delay": `"10ms"`})
+	s.setAuth(map[string]string{"client_ca_file": tomlQuote(filepath.Join(caDir, "ca.crt")), "failure_delay": `"10ms"`})
 	s.addUser("carol@example.test", "carol-secret")
 	dir := t.TempDir()
 	key, csr, crt, ext := filepath.Join(dir, "carol.key"), filepath.Join(dir, "carol.csr"), filepath.Join(dir, "carol.crt"), filepath.Join(dir, "ext.cnf")
