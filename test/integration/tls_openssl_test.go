@@ -247,4 +247,3 @@ func tlsWaitFor(t *testing.T, cond func() bool) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
