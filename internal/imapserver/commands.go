@@ -17,21 +17,23 @@ type command struct {
 	// noExpunge: no untagged EXPUNGE may be sent while this command is answered, because the client may be
 	// counting on sequence numbers (RFC 9051 7.5.1: FETCH, STORE, SEARCH; likewise SORT and THREAD).
 	noExpunge bool
+	// leaves: the command ends the selection (or the session), so news of the mailbox are not worth sending first.
+	leaves bool
 }
 
 // commands maps a command name ("FETCH", "UID FETCH") to its handler.
 var commands = map[string]command{
 	"CAPABILITY":   {states: anyState, fn: (*session).cmdCapability},
 	"NOOP":         {states: anyState, fn: (*session).cmdNoop},
-	"LOGOUT":       {states: anyState, fn: (*session).cmdLogout},
+	"LOGOUT":       {states: anyState, fn: (*session).cmdLogout, leaves: true},
 	"ID":           {states: anyState, fn: (*session).cmdID},
 	"STARTTLS":     {states: stateNotAuth, fn: (*session).cmdStartTLS},
 	"LOGIN":        {states: stateNotAuth, fn: (*session).cmdLogin},
 	"AUTHENTICATE": {states: stateNotAuth, fn: (*session).cmdAuthenticate},
 	"ENABLE":       {states: authedState, fn: (*session).cmdEnable},
 	"COMPRESS":     {states: authedState, fn: (*session).cmdCompress},
-	"SELECT":       {states: authedState, fn: (*session).cmdSelect},
-	"EXAMINE":      {states: authedState, fn: (*session).cmdSelect},
+	"SELECT":       {states: authedState, fn: (*session).cmdSelect, leaves: true},
+	"EXAMINE":      {states: authedState, fn: (*session).cmdSelect, leaves: true},
 	"CREATE":       {states: authedState, fn: (*session).cmdCreate},
 	"DELETE":       {states: authedState, fn: (*session).cmdDelete},
 	"RENAME":       {states: authedState, fn: (*session).cmdRename},
@@ -47,8 +49,8 @@ var commands = map[string]command{
 	"GETQUOTAROOT": {states: authedState, fn: (*session).cmdGetQuotaRoot},
 	"SETQUOTA":     {states: authedState, fn: (*session).cmdSetQuota},
 	"CHECK":        {states: stateSelected, fn: (*session).cmdNoop},
-	"CLOSE":        {states: stateSelected, fn: (*session).cmdClose},
-	"UNSELECT":     {states: stateSelected, fn: (*session).cmdClose},
+	"CLOSE":        {states: stateSelected, fn: (*session).cmdClose, leaves: true},
+	"UNSELECT":     {states: stateSelected, fn: (*session).cmdClose, leaves: true},
 	"EXPUNGE":      {states: stateSelected, fn: (*session).cmdExpunge},
 	"UID EXPUNGE":  {states: stateSelected, fn: (*session).cmdExpunge},
 	"SEARCH":       {states: stateSelected, fn: (*session).cmdSearch, noExpunge: true},
@@ -232,20 +234,11 @@ func (c *session) loggedIn(u store.User) error {
 func (c *session) cmdAuthenticate(tag string, p *parser) error {
 	p.sp()
 	mech := p.atom()
-	var ir []byte
-	hasIR := false
+	irText, hasIR := "", false
 	if p.ok() && p.peek() == ' ' {
 		p.sp()
-		s := p.take(func(b byte) bool { return isAtomChar(b) || b == '=' }, "initial response")
+		irText = p.take(func(b byte) bool { return isAtomChar(b) || b == '=' }, "initial response")
 		hasIR = true
-		if s != "=" {
-			var err error
-			if ir, err = base64.StdEncoding.DecodeString(s); err != nil {
-				p.fail("initial response is not base64")
-			}
-		} else {
-			ir = []byte{}
-		}
 	}
 	p.end()
 	if p.err != nil {
@@ -258,11 +251,17 @@ func (c *session) cmdAuthenticate(tag string, p *parser) error {
 	ok := false
 	srv, err := c.opts().Auth.SASL(c.ctx, c.ip, mech, func(u store.User) { user, ok = u, true })
 	if err != nil {
+		// RFC 9051 6.2.2: NO for a mechanism the server does not support, whatever the initial response.
 		return no("CANNOT", "Unsupported authentication mechanism")
 	}
-	resp := ir
-	if !hasIR {
-		resp = nil
+	var resp []byte // nil: no initial response; empty: "=" (RFC 4959 3)
+	if hasIR {
+		resp = []byte{}
+		if irText != "=" {
+			if resp, err = base64.StdEncoding.DecodeString(irText); err != nil {
+				return bad("", "Initial response is not base64")
+			}
+		}
 	}
 	for {
 		challenge, done, err := srv.Next(resp)

@@ -193,7 +193,9 @@ func (c *session) readCommandLine() ([]byte, error) {
 			continue
 		}
 		if len(line) == 0 {
-			continue // tolerate empty lines (some clients send a lone CRLF)
+			// Not a command (RFC 9051 7.1.5: untagged BAD when no command can be named); the session goes on.
+			c.writef("* BAD Empty command line")
+			continue
 		}
 		return line, nil
 	}
@@ -308,7 +310,9 @@ func (c *session) execute(line []byte) error {
 		return nil
 	}
 	c.cmdName, c.okCode, c.okText = name, "", ""
-	c.pollUpdates(false, false) // new messages and flag changes: safe before any command
+	if !cmd.leaves {
+		c.pollUpdates(false, false) // new messages and flag changes: safe before any command
+	}
 	err := cmd.fn(c, tag, p)
 	return c.finish(tag, name, cmd, p, err)
 }

@@ -236,7 +236,7 @@ func (c *session) announceExpunges() {
 	}
 	var vanished []uint32
 	kept := v.uids[:0]
-	removed := 0
+	removed, recentBefore := 0, len(v.recent)
 	for i, u := range v.uids {
 		if !v.gone[u] {
 			kept = append(kept, u)
@@ -255,5 +255,8 @@ func (c *session) announceExpunges() {
 	v.gone = map[uint32]bool{}
 	if len(vanished) > 0 {
 		c.writeLine(appendUIDSet([]byte("* VANISHED "), vanished))
+	}
+	if !c.rev2 && len(v.recent) != recentBefore {
+		c.writef("* %d RECENT", len(v.recent)) // RFC 3501 7.3.2: the mailbox size changed
 	}
 }
