@@ -170,6 +170,14 @@ func (c *Client) Send(ctx context.Context, msg *Message) []Result {
 			for j, i := range idx {
 				rcpts[j] = msg.Recipients[i]
 			}
+			defer func() {
+				if p := recover(); p != nil {
+					c.log.Error("outbound panic", "queue_id", msg.ID, "destination", key, "panic", p)
+					for j, i := range idx {
+						results[i] = Result{Recipient: rcpts[j].Address, Code: 451, Enhanced: "4.3.0", Text: "Internal error"}
+					}
+				}
+			}()
 			res := c.deliverGroup(ctx, msg, sig, domainOf(rcpts[0].Address), rcpts)
 			for j, i := range idx {
 				results[i] = res[j]
