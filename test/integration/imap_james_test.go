@@ -452,7 +452,7 @@ func TestJamesIMAPTranscripts(t *testing.T) {
 	setup := mustParse(t, filepath.Join(jamesIMAPDir, "SelectedStateSetup.test"))
 	cleanup := mustParse(t, filepath.Join(jamesIMAPDir, "SelectedStateCleanup.test"))
 	var mu sync.Mutex
-	var passed, failed, skipped []string
+	var passed, failed, skipped, known []string
 	t.Run("scripts", func(t *testing.T) {
 		for i, path := range append(files, acl...) {
 			name := strings.TrimSuffix(filepath.Base(path), ".test")
@@ -476,6 +476,19 @@ func TestJamesIMAPTranscripts(t *testing.T) {
 				s.addUser(env.user, "password")
 				r := &jamesRun{t: t, s: s, env: env, name: name}
 				r.env.defaultsIn = defaultMailboxesMentioned(path)
+				if cause, ok := jamesKnownFailures[name]; ok {
+					kf := &knownFailure{TB: t}
+					r.t = kf
+					kf.run(func() { r.run(elems, maxSession, setup, cleanup) })
+					r.close()
+					if kf.msg == "" {
+						record(&passed)
+						t.Logf("listed in jamesKnownFailures (%s) but passes now: remove it from the list", cause)
+						return
+					}
+					record(&known)
+					t.Skipf("known failure (%s), tracked in issue #3; first mismatch:\n%s", cause, kf.msg)
+				}
 				defer func() {
 					r.close()
 					if t.Failed() {
@@ -489,8 +502,12 @@ func TestJamesIMAPTranscripts(t *testing.T) {
 		}
 	})
 	sort.Strings(failed)
-	t.Logf("James IMAP replay: %d passed, %d failed, %d skipped (of %d scripts)", len(passed), len(failed),
-		len(skipped), len(files)+len(acl))
+	t.Logf("James IMAP replay: %d passed, %d failed, %d known failures, %d skipped (of %d scripts)", len(passed),
+		len(failed), len(known), len(skipped), len(files)+len(acl))
+	if len(known) > 0 {
+		sort.Strings(known)
+		t.Logf("known failures (jamesKnownFailures): %s", strings.Join(known, " "))
+	}
 	if len(failed) > 0 {
 		t.Logf("failed scripts: %s", strings.Join(failed, " "))
 	}

@@ -56,7 +56,7 @@ func (js *jSession) unread(l string) { js.back = append(js.back, l) }
 
 // jamesRun replays one script.
 type jamesRun struct {
-	t        *testing.T
+	t        testing.TB // a *testing.T, or a knownFailure recorder for the scripts in jamesKnownFailures
 	s        *server
 	env      *jamesEnv
 	name     string
