@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/postern/postern/internal/mail/msginfo"
@@ -102,9 +103,25 @@ func (f *fetchMsg) contains(op, field, value string) (bool, error) {
 	case "HEADER":
 		return msginfo.HeaderContains(msg, info, field, value), nil
 	case "BODY":
-		return msginfo.BodyContains(msg, info, value), nil
+		return bodyContains(msg, info, value), nil
 	}
-	return msginfo.TextContains(msg, info, value), nil
+	return msginfo.HeaderContains(msg, info, "", value) || bodyContains(msg, info, value), nil
+}
+
+// bodyContains is SEARCH BODY (RFC 9051 6.4.4: the body of the message): the text parts, and the header of every
+// encapsulated message/rfc822, which is body text of the message that carries it.
+func bodyContains(msg []byte, info *msginfo.Info, needle string) bool {
+	if msginfo.BodyContains(msg, info, needle) {
+		return true
+	}
+	var inner func(p *msginfo.Part) bool
+	inner = func(p *msginfo.Part) bool {
+		if p.Message != nil {
+			return msginfo.HeaderContains(msg, p.Message, "", needle) || inner(p.Message.Root)
+		}
+		return slices.ContainsFunc(p.Children, inner)
+	}
+	return inner(info.Root)
 }
 
 // parseMeta parses an uploaded blob for the store (APPEND), reading it back from the blob store.

@@ -17,23 +17,24 @@ type command struct {
 	// noExpunge: no untagged EXPUNGE may be sent while this command is answered, because the client may be
 	// counting on sequence numbers (RFC 9051 7.5.1: FETCH, STORE, SEARCH; likewise SORT and THREAD).
 	noExpunge bool
-	// leaves: the command ends the selection (or the session), so news of the mailbox are not worth sending first.
-	leaves bool
+	// ownPoll: no poll for news before the command: it reports them itself, with the EXPUNGEs first (NOOP,
+	// CHECK), or it ends the selection or the session, so they are not worth sending.
+	ownPoll bool
 }
 
 // commands maps a command name ("FETCH", "UID FETCH") to its handler.
 var commands = map[string]command{
 	"CAPABILITY":   {states: anyState, fn: (*session).cmdCapability},
-	"NOOP":         {states: anyState, fn: (*session).cmdNoop},
-	"LOGOUT":       {states: anyState, fn: (*session).cmdLogout, leaves: true},
+	"NOOP":         {states: anyState, fn: (*session).cmdNoop, ownPoll: true},
+	"LOGOUT":       {states: anyState, fn: (*session).cmdLogout, ownPoll: true},
 	"ID":           {states: anyState, fn: (*session).cmdID},
 	"STARTTLS":     {states: stateNotAuth, fn: (*session).cmdStartTLS},
 	"LOGIN":        {states: stateNotAuth, fn: (*session).cmdLogin},
 	"AUTHENTICATE": {states: stateNotAuth, fn: (*session).cmdAuthenticate},
 	"ENABLE":       {states: authedState, fn: (*session).cmdEnable},
 	"COMPRESS":     {states: authedState, fn: (*session).cmdCompress},
-	"SELECT":       {states: authedState, fn: (*session).cmdSelect, leaves: true},
-	"EXAMINE":      {states: authedState, fn: (*session).cmdSelect, leaves: true},
+	"SELECT":       {states: authedState, fn: (*session).cmdSelect, ownPoll: true},
+	"EXAMINE":      {states: authedState, fn: (*session).cmdSelect, ownPoll: true},
 	"CREATE":       {states: authedState, fn: (*session).cmdCreate},
 	"DELETE":       {states: authedState, fn: (*session).cmdDelete},
 	"RENAME":       {states: authedState, fn: (*session).cmdRename},
@@ -48,9 +49,9 @@ var commands = map[string]command{
 	"GETQUOTA":     {states: authedState, fn: (*session).cmdGetQuota},
 	"GETQUOTAROOT": {states: authedState, fn: (*session).cmdGetQuotaRoot},
 	"SETQUOTA":     {states: authedState, fn: (*session).cmdSetQuota},
-	"CHECK":        {states: stateSelected, fn: (*session).cmdNoop},
-	"CLOSE":        {states: stateSelected, fn: (*session).cmdClose, leaves: true},
-	"UNSELECT":     {states: stateSelected, fn: (*session).cmdClose, leaves: true},
+	"CHECK":        {states: stateSelected, fn: (*session).cmdNoop, ownPoll: true},
+	"CLOSE":        {states: stateSelected, fn: (*session).cmdClose, ownPoll: true},
+	"UNSELECT":     {states: stateSelected, fn: (*session).cmdClose, ownPoll: true},
 	"EXPUNGE":      {states: stateSelected, fn: (*session).cmdExpunge},
 	"UID EXPUNGE":  {states: stateSelected, fn: (*session).cmdExpunge},
 	"SEARCH":       {states: stateSelected, fn: (*session).cmdSearch, noExpunge: true},

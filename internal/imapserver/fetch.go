@@ -57,11 +57,11 @@ func (c *session) cmdFetch(tag string, p *parser) error {
 		setSeen = setSeen || (it.kind == fSection || it.kind == fBinary) && !it.peek
 		wantFlags = wantFlags || it.kind == fFlags
 		if it.kind == fModSeq {
-			c.condstore = true // RFC 7162 3.1: FETCH MODSEQ enables CONDSTORE
+			c.enableCondstore() // RFC 7162 3.1: FETCH MODSEQ enables CONDSTORE
 		}
 	}
 	if args.hasChanged {
-		c.condstore = true
+		c.enableCondstore()
 	}
 	v := c.sel
 	idx, uids, err := c.selectedUIDs(set)

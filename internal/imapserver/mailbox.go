@@ -58,9 +58,8 @@ func (c *session) cmdSelect(tag string, p *parser) error {
 	if qr != nil && !c.qresync {
 		return bad("", "QRESYNC is not enabled") // RFC 7162 3.2.5
 	}
-	var prev *view
 	if c.sel != nil { // RFC 9051 6.3.2 / RFC 7162 3.2.11: the previous mailbox is closed first
-		prev = c.sel
+		c.prevSel = c.sel
 		c.sel.close()
 		c.sel, c.state = nil, stateAuth
 		c.writef("* OK [CLOSED] Previous mailbox closed")
@@ -73,15 +72,16 @@ func (c *session) cmdSelect(tag string, p *parser) error {
 	if err != nil {
 		return storeError(err, "Mailbox")
 	}
-	if prev != nil && prev.mbox.ID == mb.ID && prev.mbox.UIDValidity == st.UIDValidity {
-		// Selecting the selected mailbox again: this session is still the first that was told of the messages
-		// it had as \Recent (RFC 3501 2.3.2), and no other session has them.
+	if prev := c.prevSel; prev != nil && prev.mbox.ID == mb.ID && prev.mbox.UIDValidity == st.UIDValidity {
+		// Selecting the same mailbox again (a failed SELECT in between): this session is still the first that
+		// was told of the messages it had as \Recent (RFC 3501 2.3.2), and no other session has them.
 		for u := range prev.recent {
 			if v.index(u) >= 0 {
 				v.recent[u] = true
 			}
 		}
 	}
+	c.prevSel = nil
 	c.writeSelectData(v, st)
 	c.sel, c.state = v, stateSelected
 	if qr != nil && qr.uidValidity == st.UIDValidity {
@@ -119,7 +119,7 @@ func (c *session) cmdClose(tag string, p *parser) error {
 		}
 	}
 	v.close()
-	c.sel, c.state = nil, stateAuth
+	c.sel, c.state, c.prevSel = nil, stateAuth, nil // the session is done with the mailbox and its \Recent
 	return nil
 }
 

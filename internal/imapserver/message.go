@@ -56,7 +56,7 @@ func (c *session) cmdStore(tag string, p *parser) error {
 		return no("READ-ONLY", "Mailbox is read-only")
 	}
 	if hasUnchanged {
-		c.condstore = true
+		c.enableCondstore()
 	}
 	_, uids, err := c.selectedUIDs(set)
 	if err != nil {

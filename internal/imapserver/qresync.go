@@ -69,3 +69,16 @@ func inUIDSet(s seqSet, uid, last uint32) bool {
 	}
 	return false
 }
+
+// enableCondstore turns CONDSTORE on for a CONDSTORE-enabling command (RFC 7162 3.1). The first one issued while
+// a mailbox is selected also reports the mailbox's HIGHESTMODSEQ in an untagged OK: from then on the client
+// tracks mod-sequences, and the value it may have seen at SELECT can be stale.
+func (c *session) enableCondstore() {
+	if c.condstore {
+		return
+	}
+	c.condstore = true
+	if c.sel != nil {
+		c.writef("* OK [HIGHESTMODSEQ %d] Highest", c.sel.modseq)
+	}
+}

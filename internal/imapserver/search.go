@@ -23,7 +23,7 @@ func (c *session) cmdSearch(tag string, p *parser) error {
 		return no("BADCHARSET (UTF-8 US-ASCII)", "Unsupported charset")
 	}
 	if args.key.usesModSeq() {
-		c.condstore = true
+		c.enableCondstore()
 	}
 	matches, err := c.searchMessages(args.key)
 	if err != nil {

@@ -72,6 +72,7 @@ type session struct {
 	qresync   bool
 	utf8      bool // UTF8=ACCEPT enabled (RFC 6855)
 	sel       *view
+	prevSel   *view // closed by SELECT / EXAMINE, for its \Recent messages should the same mailbox come next
 	authFails int
 	searchRes []uint32 // SEARCHRES "$" (RFC 5182): UIDs saved by the last SEARCH RETURN (SAVE)
 
@@ -310,7 +311,7 @@ func (c *session) execute(line []byte) error {
 		return nil
 	}
 	c.cmdName, c.okCode, c.okText = name, "", ""
-	if !cmd.leaves {
+	if !cmd.ownPoll {
 		c.pollUpdates(false, false) // new messages and flag changes: safe before any command
 	}
 	err := cmd.fn(c, tag, p)

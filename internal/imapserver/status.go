@@ -54,7 +54,7 @@ func (c *session) cmdStatus(tag string, p *parser) error {
 		return storeError(err, "Mailbox")
 	}
 	if slices.Contains(items, "HIGHESTMODSEQ") {
-		c.condstore = true // RFC 7162 3.1: a CONDSTORE-enabling command
+		c.enableCondstore() // RFC 7162 3.1: a CONDSTORE-enabling command
 	}
 	return c.writeStatus(mb.ID, name, items)
 }

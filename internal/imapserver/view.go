@@ -132,15 +132,16 @@ func (c *session) pollUpdates(allowExpunge, force bool) {
 			c.log.Warn("mailbox changes", "mailbox", v.mbox.Name, "err", err)
 			return
 		}
-		c.applyChanges(cs)
+		c.applyChanges(cs, allowExpunge)
 	}
 	if allowExpunge && len(v.gone) > 0 {
 		c.announceExpunges()
 	}
 }
 
-// applyChanges records expunges, appends new messages (EXISTS, RECENT) and reports flag changes (FETCH).
-func (c *session) applyChanges(cs store.ChangeSet) {
+// applyChanges records expunges (and announces them first when allowed, so what follows uses the sequence
+// numbers the client is left with), appends new messages (EXISTS, RECENT) and reports flag changes (FETCH).
+func (c *session) applyChanges(cs store.ChangeSet, allowExpunge bool) {
 	v := c.sel
 	expunged := make(map[uint32]bool, len(cs.Expunged))
 	for _, u := range cs.Expunged {
@@ -148,6 +149,9 @@ func (c *session) applyChanges(cs store.ChangeSet) {
 		if v.index(u) >= 0 {
 			v.gone[u] = true
 		}
+	}
+	if allowExpunge {
+		c.announceExpunges()
 	}
 	last := v.lastUID()
 	var added []uint32
