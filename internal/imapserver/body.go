@@ -108,20 +108,48 @@ func (f *fetchMsg) contains(op, field, value string) (bool, error) {
 	return msginfo.HeaderContains(msg, info, "", value) || bodyContains(msg, info, value), nil
 }
 
-// bodyContains is SEARCH BODY (RFC 9051 6.4.4: the body of the message): the text parts, and the header of every
-// encapsulated message/rfc822, which is body text of the message that carries it.
+// bodyContains is SEARCH BODY (RFC 9051 6.4.4: the body of the message): the decoded text parts, and the
+// preamble and epilogue of each multipart, which are body text too. The headers of encapsulated messages are
+// not searched (MIME headers are not body text), as James and Dovecot do.
 func bodyContains(msg []byte, info *msginfo.Info, needle string) bool {
 	if msginfo.BodyContains(msg, info, needle) {
 		return true
 	}
-	var inner func(p *msginfo.Part) bool
-	inner = func(p *msginfo.Part) bool {
-		if p.Message != nil {
-			return msginfo.HeaderContains(msg, p.Message, "", needle) || inner(p.Message.Root)
+	n := bytes.ToLower([]byte(needle))
+	var walk func(p *msginfo.Part) bool
+	walk = func(p *msginfo.Part) bool {
+		switch {
+		case p.Message != nil:
+			return walk(p.Message.Root)
+		case !p.Multipart || len(p.Children) == 0:
+			return false
 		}
-		return slices.ContainsFunc(p.Children, inner)
+		delim := []byte("--" + p.Param("boundary"))
+		first, last := p.Children[0], p.Children[len(p.Children)-1]
+		return outsideParts(span(msg, p.BodyStart, first.HeaderStart), delim, n) ||
+			outsideParts(span(msg, last.BodyEnd, p.BodyEnd), delim, n) || slices.ContainsFunc(p.Children, walk)
 	}
-	return inner(info.Root)
+	return walk(info.Root)
+}
+
+// outsideParts reports whether a preamble or epilogue holds needle (lower case) on a line that is not a
+// boundary delimiter.
+func outsideParts(text, delim, needle []byte) bool {
+	for line := range bytes.Lines(text) {
+		if !bytes.HasPrefix(line, delim) && bytes.Contains(bytes.ToLower(line), needle) {
+			return true
+		}
+	}
+	return false
+}
+
+// span is msg[start:end] clamped to msg.
+func span(msg []byte, start, end int64) []byte {
+	start, end = min(max(start, 0), int64(len(msg))), min(max(end, 0), int64(len(msg)))
+	if start > end {
+		return nil
+	}
+	return msg[start:end]
 }
 
 // parseMeta parses an uploaded blob for the store (APPEND), reading it back from the blob store.
