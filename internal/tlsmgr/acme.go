@@ -211,7 +211,16 @@ func (a *acmeIssuer) issue(ctx context.Context, name string) error {
 	}
 	der, _, err := c.CreateOrderCert(ctx, order.FinalizeURL, csr, true)
 	if err != nil {
-		return fmt.Errorf("finalize: %w", err)
+		// A CA may answer finalize without a Location header (RFC 8555 7.4 does not require one; Pebble does so),
+		// which leaves x/crypto without the order URL while the order is still "processing": wait on the URL we
+		// have. Any other failure leaves the order invalid, and the first error is the one to report.
+		o, werr := c.WaitOrder(ctx, order.URI)
+		if werr != nil || o.CertURL == "" {
+			return fmt.Errorf("finalize: %w", err)
+		}
+		if der, err = c.FetchCert(ctx, o.CertURL, true); err != nil {
+			return fmt.Errorf("fetch certificate: %w", err)
+		}
 	}
 	cert, err := a.store(name, der, key)
 	if err != nil {
