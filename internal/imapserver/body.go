@@ -105,7 +105,22 @@ func (f *fetchMsg) contains(op, field, value string) (bool, error) {
 	case "BODY":
 		return bodyContains(msg, info, value), nil
 	}
-	return msginfo.HeaderContains(msg, info, "", value) || bodyContains(msg, info, value), nil
+	return msginfo.HeaderContains(msg, info, "", value) || bodyContains(msg, info, value) ||
+		mimeHeadersContain(msg, info.Root, value), nil
+}
+
+// mimeHeadersContain reports whether the header of a part below p, or of an encapsulated message, holds needle:
+// TEXT searches "the header (including MIME header fields)" (RFC 9051 6.4.4).
+func mimeHeadersContain(msg []byte, p *msginfo.Part, needle string) bool {
+	for _, c := range p.Children {
+		if msginfo.HeaderContains(msg, &msginfo.Info{Root: c}, "", needle) || mimeHeadersContain(msg, c, needle) {
+			return true
+		}
+	}
+	if m := p.Message; m != nil {
+		return msginfo.HeaderContains(msg, m, "", needle) || mimeHeadersContain(msg, m.Root, needle)
+	}
+	return false
 }
 
 // bodyContains is SEARCH BODY (RFC 9051 6.4.4: the body of the message): the decoded text parts, and the
