@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,5 +246,57 @@ func tlsWaitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within 60s")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestTLSTestssl: testssl.sh (the Debian package) finds no weak protocol or cipher on any port: SSLv2, SSLv3,
+// TLS 1.0 and 1.1 not offered, no NULL, anonymous, export, low, 3DES/IDEA or "average" (CBC) cipher, and no finding
+// rated LOW or worse in its protocol, cipher category and forward-secrecy checks.
+func TestTLSTestssl(t *testing.T) {
+	bin := needTool(t, "testssl")
+	s := newServer(t, serverOptions{imap: true, pop: true})
+	for _, p := range allTLSPorts(s) {
+		t.Run(p.name, func(t *testing.T) {
+			if p.wired {
+				requireListening(t, s, p.name, p.port)
+			}
+			t.Parallel()
+			jsonFile := filepath.Join(t.TempDir(), "testssl.json")
+			args := []string{"--quiet", "--color", "0", "--warnings", "off", "-p", "-s", "-f", "--jsonfile", jsonFile}
+			if p.starttls != "" {
+				args = append(args, "--starttls", p.starttls)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, append(args, s.addr(p.port))...).CombinedOutput()
+			b, rerr := os.ReadFile(jsonFile)
+			if rerr != nil {
+				t.Fatalf("testssl: %v %v\n%s", err, rerr, out)
+			}
+			var findings []struct{ ID, Severity, Finding string }
+			if err := json.Unmarshal(b, &findings); err != nil {
+				t.Fatalf("testssl JSON: %v\n%s", err, b)
+			}
+			mustNot := map[string]bool{"SSLv2": true, "SSLv3": true, "TLS1": true, "TLS1_1": true, "cipherlist_NULL": true,
+				"cipherlist_aNULL": true, "cipherlist_EXPORT": true, "cipherlist_LOW": true, "cipherlist_3DES_IDEA": true,
+				"cipherlist_AVERAGE": true}
+			seen := 0
+			for _, f := range findings {
+				switch {
+				case f.ID == "scanProblem" || f.Severity == "FATAL":
+					t.Errorf("testssl could not scan: %s", f.Finding)
+				case mustNot[f.ID]:
+					seen++
+					if f.Finding != "not offered" {
+						t.Errorf("%s: %s (%s)", f.ID, f.Finding, f.Severity)
+					}
+				case f.Severity == "LOW" || f.Severity == "MEDIUM" || f.Severity == "HIGH" || f.Severity == "CRITICAL":
+					t.Errorf("%s: %s (%s)", f.ID, f.Finding, f.Severity)
+				}
+			}
+			if seen != len(mustNot) {
+				t.Errorf("testssl reported %d of the %d protocol and cipher checks:\n%s", seen, len(mustNot), b)
+			}
+		})
 	}
 }
