@@ -144,12 +144,12 @@ func (c *session) list(ref string, patterns []string, o listOptions) error {
 			all[s] = true
 		}
 	}
+	// RFC 5258 4: \HasChildren means child mailboxes the user can access; a subscribed name without its
+	// mailbox is none.
 	hasChild := func(name string) bool {
-		for n := range all {
+		for n := range byName {
 			if strings.HasPrefix(n, name+"/") {
-				if _, ok := byName[n]; ok || (o.subscribed && subscribed[n]) {
-					return true
-				}
+				return true
 			}
 		}
 		return false
@@ -182,24 +182,7 @@ func (c *session) list(ref string, patterns []string, o listOptions) error {
 		case o.specialUse && b.SpecialUse == "":
 			continue
 		}
-		if !exists {
-			if o.subscribed && subscribed[n] {
-				e.attrs = append(e.attrs, `\NonExistent`)
-			} else {
-				e.attrs = append(e.attrs, `\Noselect`)
-			}
-		}
-		if hasChild(n) {
-			e.attrs = append(e.attrs, `\HasChildren`)
-		} else {
-			e.attrs = append(e.attrs, `\HasNoChildren`)
-		}
-		if (o.subscribed || o.retSubscribed) && subscribed[n] {
-			e.attrs = append(e.attrs, `\Subscribed`)
-		}
-		if b.SpecialUse != "" {
-			e.attrs = append(e.attrs, b.SpecialUse) // RFC 6154 2: returned in every LIST
-		}
+		e.attrs = listAttrs(b, exists, hasChild(n), (o.subscribed || o.retSubscribed) && subscribed[n], o.subscribed)
 		out = append(out, e)
 	}
 	sort.Slice(out, func(i, j int) bool { return mailboxLess(out[i].name, out[j].name) })
@@ -219,6 +202,33 @@ func (c *session) list(ref string, patterns []string, o listOptions) error {
 		}
 	}
 	return nil
+}
+
+// listAttrs gives a LIST entry's attributes, in the order of RFC 5258's examples ("\Subscribed \NonExistent"):
+// children, special use, subscription, then existence. A name that exists only as a subscription says nothing of
+// children it does not have.
+func listAttrs(b store.MailboxStatus, exists, hasChild, subscribed, subscribedSel bool) []string {
+	var attrs []string
+	switch {
+	case hasChild:
+		attrs = append(attrs, `\HasChildren`)
+	case exists || !subscribedSel || !subscribed:
+		attrs = append(attrs, `\HasNoChildren`)
+	}
+	if b.SpecialUse != "" {
+		attrs = append(attrs, b.SpecialUse) // RFC 6154 2: returned in every LIST
+	}
+	if subscribed {
+		attrs = append(attrs, `\Subscribed`)
+	}
+	switch {
+	case exists:
+	case subscribedSel && subscribed:
+		attrs = append(attrs, `\NonExistent`) // RFC 5258 3.4
+	default:
+		attrs = append(attrs, `\Noselect`) // a parent implied by its children
+	}
+	return attrs
 }
 
 func hasSubscribedChild(name string, subscribed map[string]bool) bool {

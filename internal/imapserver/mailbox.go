@@ -269,12 +269,11 @@ func (c *session) cmdSubscribe(tag string, p *parser) error {
 	}
 	var err error
 	if c.cmdName == "SUBSCRIBE" {
-		if _, gerr := c.opts().Store.GetMailbox(c.ctx, c.user.ID, name); gerr != nil {
-			return storeError(gerr, "Mailbox") // we check existence, as RFC 9051 6.3.7 allows
-		}
+		// A name may be subscribed before its mailbox exists, or after it is gone (RFC 3501 6.3.6, RFC 9051
+		// 6.3.7: the server MAY check; we do not, as Dovecot does not): LIST marks it \NonExistent.
 		err = c.opts().Store.Subscribe(c.ctx, c.user.ID, name)
-	} else {
-		err = c.opts().Store.Unsubscribe(c.ctx, c.user.ID, name)
+	} else if err = c.opts().Store.Unsubscribe(c.ctx, c.user.ID, name); errors.Is(err, store.ErrNotFound) {
+		err = nil // not subscribed: what the client asked for already holds
 	}
 	if err != nil {
 		return storeError(err, "Subscription")

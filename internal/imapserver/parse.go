@@ -145,6 +145,9 @@ func (p *parser) end() {
 	if p.err != nil {
 		return
 	}
+	if rest := p.line[p.pos:]; len(bytes.TrimRight(rest, " ")) == 0 && len(rest) > 0 {
+		p.pos = len(p.line) // trailing spaces: a slip no command means anything by, tolerated as Dovecot does
+	}
 	if !p.atEnd() {
 		p.fail("unexpected characters at the end of the command: %q", clip(p.line[p.pos:], 40))
 		return

@@ -122,3 +122,15 @@ func TestSearchBodyPreamble(t *testing.T) {
 	tc.cmd("SEARCH TEXT inner").ok().has(`SEARCH 1$`)
 	tc.cmd("SEARCH TEXT rfc822").ok().has(`SEARCH 1$`)
 }
+
+// TestSubscribeNonexistent: a name may be subscribed without its mailbox (RFC 3501 6.3.6); LIST shows it
+// \NonExistent (RFC 5258 3.4) and LSUB lists it.
+func TestSubscribeNonexistent(t *testing.T) {
+	e := newEnv(t, nil)
+	tc := e.login()
+	tc.cmd("SUBSCRIBE Ghost").ok()
+	tc.cmd(`LIST (SUBSCRIBED) "" Ghost`).ok().has(`LIST \(\\Subscribed \\NonExistent\) "/" Ghost`)
+	tc.cmd(`LSUB "" Ghost`).ok().has(`LSUB \(.*\) "/" Ghost`)
+	tc.cmd("UNSUBSCRIBE Ghost").ok()
+	tc.cmd(`LSUB "" Ghost`).ok().lacks(`LSUB`)
+}
