@@ -184,10 +184,24 @@ func (c *session) writeFetch(f *fetchMsg, msn int, args fetchArgs, byUID, addFla
 	if args.hasChanged && !hasModSeq { // RFC 7162 3.1.4.1
 		args.items = append(args.items, fetchItem{kind: fModSeq, label: "MODSEQ"})
 	}
+	streamed := false // part of the line is on its way: an error now must end the session
 	for _, it := range args.items {
 		sep()
 		var err error
-		if b, err = c.appendFetchItem(b, f, it); err != nil {
+		var ioe *ioError
+		if start, n, ok := f.streamRange(it); ok {
+			b = append(append(b, it.label...), ' ')
+			if err = c.streamItem(b, f, start, n); err == nil || errors.As(err, &ioe) {
+				streamed = true
+			}
+			b = b[:0]
+		} else {
+			b, err = c.appendFetchItem(b, f, it)
+		}
+		if err != nil {
+			if streamed && !errors.As(err, &ioe) {
+				err = &ioError{err}
+			}
 			return err
 		}
 	}

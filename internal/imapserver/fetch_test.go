@@ -1,6 +1,8 @@
 package imapserver
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -35,4 +37,33 @@ func TestFetchStructure(t *testing.T) {
 	tc.cmd("a16 SEARCH SENTON 2-Mar-2024 FROM bob").ok().has(`SEARCH 1$`)
 	tc.cmd("a17 SEARCH HEADER Message-ID m1").ok().has(`SEARCH 1$`)
 	tc.cmd("a18 SEARCH CHARSET ISO-2022-JP ALL").no().code(`BADCHARSET`)
+}
+
+// TestFetchStreamsBigBody: BODY[], BODY[TEXT], RFC822 and partials of a message above streamMin come from the
+// blob store as they are stored, mixed with other items in one response.
+func TestFetchStreamsBigBody(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.MaxMessageBytes = 8 << 20 })
+	var sb strings.Builder
+	sb.WriteString("Subject: big\r\nFrom: a@example.org\r\n\r\n")
+	for i := 0; sb.Len() < 3*streamMin; i++ {
+		fmt.Fprintf(&sb, "line %07d of a big message body, long enough to matter\r\n", i)
+	}
+	msg := sb.String()
+	body := msg[strings.Index(msg, "\r\n\r\n")+4:]
+	e.deliver("INBOX", msg)
+	tc := e.login()
+	tc.cmd("SELECT INBOX").ok()
+	lit := func(s string) string { return fmt.Sprintf("{%d}\r\n%s", len(s), s) }
+	same := func(r *resp, want string) {
+		t.Helper()
+		if len(r.untagged) != 1 || r.untagged[0] != want {
+			got := fmt.Sprint(r.untagged)
+			t.Fatalf("%s: got %d lines, %.200q..., want %.200q...", r.cmd, len(r.untagged), got, want)
+		}
+	}
+	same(tc.cmd("FETCH 1 (UID BODY.PEEK[] RFC822.SIZE)").ok(),
+		"* 1 FETCH (UID 1 BODY[] "+lit(msg)+" RFC822.SIZE "+fmt.Sprint(len(msg))+")")
+	same(tc.cmd("FETCH 1 (BODY.PEEK[TEXT] BODY.PEEK[]<100.300000>)").ok(),
+		"* 1 FETCH (BODY[TEXT] "+lit(body)+" BODY[]<100> "+lit(msg[100:300100])+")")
+	same(tc.cmd("FETCH 1 (RFC822)").ok(), `* 1 FETCH (FLAGS (\Seen \Recent) RFC822 `+lit(msg)+")")
 }
