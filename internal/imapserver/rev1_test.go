@@ -47,10 +47,12 @@ func TestRecent(t *testing.T) {
 	b.cmd("SELECT INBOX").ok().has(`0 RECENT`)
 	// Selecting the same mailbox again keeps this session's \Recent messages.
 	a.cmd("SELECT INBOX").ok().has(`2 RECENT`)
-	// A new message goes to the first session that learns of it.
+	// A new message is recent for every session that has the mailbox selected when it arrives, and for no
+	// session that selects it afterwards.
 	e.deliver("INBOX", msgN(3))
 	a.cmd("NOOP").ok().has(`3 EXISTS`).has(`3 RECENT`)
-	b.cmd("NOOP").ok().has(`3 EXISTS`).has(`0 RECENT`)
+	b.cmd("NOOP").ok().has(`3 EXISTS`).has(`1 RECENT`)
+	e.login().cmd("SELECT INBOX").ok().has(`0 RECENT`)
 	// Expunging a recent message reports the new count.
 	a.cmd(`STORE 3 +FLAGS.SILENT (\Deleted)`).ok()
 	a.cmd("EXPUNGE").ok().has(`3 EXPUNGE`).has(`2 RECENT`)

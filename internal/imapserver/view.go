@@ -187,22 +187,20 @@ func (c *session) applyChanges(cs store.ChangeSet, allowExpunge bool) {
 	}
 }
 
-// claimRecent takes the \Recent flag of messages new to the view (RFC 3501 2.3.2): the first session to learn of
-// a message gets it. A read-only session shows them as recent without taking them (RFC 3501 6.3.2).
+// claimRecent gives the \Recent flag of messages new to the view (RFC 3501 2.3.2). Every session that has the
+// mailbox selected when a message arrives is told of it at the same time, so none can tell it was not the first
+// and each shows it as recent ("SHOULD be considered recent"); a read-write one also takes the flag in the
+// store, so a session that selects the mailbox later does not see it again. A read-only session takes nothing
+// (RFC 3501 6.3.2).
 func (c *session) claimRecent(added []uint32) {
 	v := c.sel
-	from := added[0]
 	if !v.readOnly {
-		var err error
-		if from, err = c.opts().Store.ClaimRecent(c.ctx, v.mbox.ID, added[len(added)-1]); err != nil {
+		if _, err := c.opts().Store.ClaimRecent(c.ctx, v.mbox.ID, added[len(added)-1]); err != nil {
 			c.log.Warn("claim recent", "mailbox", v.mbox.Name, "err", err)
-			return
 		}
 	}
 	for _, u := range added {
-		if u >= from {
-			v.recent[u] = true
-		}
+		v.recent[u] = true
 	}
 }
 
