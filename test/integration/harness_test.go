@@ -142,6 +142,7 @@ http = []
 [auth]
 allow_plaintext = %v
 lockout_failures = 5
+failure_delay = "10ms" # the growing delay after failures is for attackers, not for the test suite's wall clock
 
 [smtp]
 %s
