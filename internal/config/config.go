@@ -289,7 +289,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("delivery.remote_port: %d is not a port", c.Delivery.RemotePort))
 	}
 	errs = append(errs, c.Auth.validate()...)
+	errs = append(errs, c.Delivery.validateOutbound()...)
 	for _, d := range []struct{ key, val string }{
+		{"delivery.expiry", c.Delivery.Expiry},
+		{"delivery.warning_delay", c.Delivery.WarningDelay},
 		{"auth.failure_delay", c.Auth.FailureDelay},
 		{"auth.lockout_window", c.Auth.LockoutWindow},
 		{"auth.lockout_duration", c.Auth.LockoutDuration},
