@@ -82,6 +82,14 @@ func (c *session) cmdStore(tag string, p *parser) error {
 			return storeError(err, "Mailbox")
 		}
 	}
+	c.answerStore(res, silent)
+	return nil
+}
+
+// answerStore reports a STORE's result: FLAGS first when a keyword is new to the mailbox, then a FETCH per changed
+// message (none for .SILENT unless CONDSTORE wants the MODSEQ), and MODIFIED for UNCHANGEDSINCE failures.
+func (c *session) answerStore(res store.StoreFlagsResult, silent bool) {
+	v := c.sel
 	modified := map[uint32]bool{}
 	for _, u := range res.Modified {
 		modified[u] = true
@@ -104,7 +112,6 @@ func (c *session) cmdStore(tag string, p *parser) error {
 		c.okCode = "MODIFIED " + string(c.numbersOf(res.Modified))
 		c.okText = "Conditional STORE failed for some messages"
 	}
-	return nil
 }
 
 // writeStoreFetch answers STORE: FLAGS (unless .SILENT), UID for UID STORE, MODSEQ with CONDSTORE.
