@@ -11,18 +11,7 @@ import (
 // (features out of scope by design) these are bugs or gaps of the IMAP server that issue #3 still has to fix:
 // the scripts run every time, their first mismatch is printed, and a listed script that passes is reported so the
 // list only shrinks. Any script not listed here or in jamesSkip must pass.
-var jamesKnownFailures = map[string]string{
-	"BodyPartialFetch":            "APPEND stores bare-LF lines as sent; partial offsets then differ from James' CRLF-normalized copy",
-	"TextPartialFetch":            "APPEND stores bare-LF lines as sent; partial offsets then differ from James' CRLF-normalized copy",
-	"ConcurrentExistsResponse":    "a FETCH FLAGS (\\Recent) update for another session's change arrives later than James expects",
-	"FetchAllEmptyMailbox":        "FETCH 1:* in an empty mailbox: Postern answers BAD as RFC 9051 9 (seq-number) says; James answers OK",
-	"FetchInternalDate":           "James' regex admits only +hhmm zones; Postern keeps the APPEND's -0700 zone (RFC 9051 2.3.3)",
-	"FetchMultipartBodyStructure": "MIME type/subtype/encoding are sent in the message's case; James upper-cases them",
-	"Move":                        "an untagged RECENT update is sent before the MOVE's tagged OK; James expects none there",
-	"RenameInbox":                 "LIST after RENAME INBOX lacks the renamed mailbox's hierarchy as James lists it",
-	"SearchAtoms":                 "ESEARCH RETURN (PARTIAL) (RFC 9394) is not offered yet",
-	"Status":                      "STATUS (MAILBOXID) needs OBJECTID (RFC 8474), not offered yet",
-}
+var jamesKnownFailures = map[string]string{}
 
 // knownFailure stands in for the *testing.T of a script listed in jamesKnownFailures: a Fatal records the message
 // and stops the script instead of failing the test.

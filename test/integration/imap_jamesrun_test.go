@@ -16,7 +16,8 @@ import (
 )
 
 // jSession is one connection of a script. Lines are read the way James' ExternalSession reads them: split at LF,
-// every CR dropped, so literal contents come as lines of their own.
+// the CR before the LF dropped, so literal contents come as lines of their own. A CR inside a line stays: partial
+// fetches that end between CR and LF are matched by regexes with "\r" (BodyPartialFetch, TextPartialFetch).
 type jSession struct {
 	c    net.Conn
 	br   *bufio.Reader
@@ -47,7 +48,7 @@ func (js *jSession) read(timeout time.Duration) (string, error) {
 		}
 		return "", err
 	}
-	l = strings.ReplaceAll(strings.TrimSuffix(l, "\n"), "\r", "")
+	l = strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r")
 	js.note("S:", l)
 	return l, nil
 }
@@ -256,10 +257,13 @@ func (r *jamesRun) ignorable(l string) bool {
 			return !r.env.defaultsIn[name]
 		}
 	}
-	// RFC 6851 4.3: MOVE may report COPYUID in an untagged OK before its EXPUNGEs.
+	// RFC 6851 4.3: MOVE may report COPYUID in an untagged OK before its EXPUNGEs. RFC 3501 7.3.2: RECENT may
+	// come whenever the mailbox size changes (Postern reports it after expunges; James only after EXPUNGE).
 	return strings.HasPrefix(l, "* CAPABILITY ") || strings.HasPrefix(l, "* OK [COPYUID ") || strings.HasPrefix(l, "* OK [CLOSED]") ||
-		(!r.env.objectID && strings.HasPrefix(l, "* OK [MAILBOXID "))
+		(!r.env.objectID && strings.HasPrefix(l, "* OK [MAILBOXID ")) || recentLine.MatchString(l)
 }
+
+var recentLine = regexp.MustCompile(`^\* \d+ RECENT$`)
 
 var (
 	reCache sync.Map
