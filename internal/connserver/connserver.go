@@ -122,6 +122,10 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary() || errors.As(err, &ne) && ne.Timeout()
 }
 
+// Handle applies the connection limits to c and starts its session, as if Serve had accepted it (tests feed
+// net.Pipe connections this way).
+func (s *Server) Handle(c net.Conn) { s.admit(c) }
+
 // admit applies the connection limits and starts a session.
 func (s *Server) admit(c net.Conn) {
 	ip := RemoteIP(c)

@@ -428,7 +428,7 @@ func FuzzSession(f *testing.F) {
 	fx := newFixture(f, ModeMX, func(o *Options) { o.AllowPlaintextAuth = true; o.ReadTimeout = 2 * time.Second })
 	f.Fuzz(func(t *testing.T, in []byte) {
 		server, client := net.Pipe()
-		fx.srv.admit(server)
+		fx.srv.conns.Handle(server)
 		go io.Copy(io.Discard, client)
 		client.SetWriteDeadline(time.Now().Add(3 * time.Second))
 		client.Write(in)

@@ -75,14 +75,17 @@ func newSession(s *Server, c net.Conn, ip netip.Addr) *session {
 
 func (c *session) opts() *Options { return &c.srv.opts }
 
-// interruptIfIdle makes a session that waits for a command see the shutdown at once.
-func (c *session) interruptIfIdle() {
+// InterruptIfIdle makes a session that waits for a command see the shutdown at once.
+func (c *session) InterruptIfIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.inData {
 		c.conn.SetReadDeadline(time.Now())
 	}
 }
+
+// Close ends the connection whatever the session is doing (the Shutdown deadline).
+func (c *session) Close() { c.conn.Close() }
 
 func (c *session) setInData(v bool) {
 	c.mu.Lock()
@@ -91,8 +94,8 @@ func (c *session) setInData(v bool) {
 	c.mu.Unlock()
 }
 
-// serve runs the session; a panic is logged and ends only this connection.
-func (c *session) serve() {
+// Serve runs the session; a panic is logged and ends only this connection.
+func (c *session) Serve() {
 	defer c.conn.Close()
 	defer func() {
 		if r := recover(); r != nil {
@@ -113,7 +116,7 @@ func (c *session) serve() {
 			c.flush()
 			return
 		}
-		if c.srv.closing.Load() && c.tx == nil {
+		if c.srv.conns.Closing() && c.tx == nil {
 			c.send(reply{421, "4.3.2", "Service shutting down, closing connection"})
 			c.flush()
 			return
@@ -145,7 +148,7 @@ func (c *session) greet() bool {
 func (c *session) readFailed(err error) {
 	var ne net.Error
 	switch {
-	case c.srv.closing.Load():
+	case c.srv.conns.Closing():
 		c.send(reply{421, "4.3.2", "Service shutting down, closing connection"})
 	case errors.As(err, &ne) && ne.Timeout():
 		c.send(reply{421, "4.4.2", c.opts().Hostname + " Error: timeout exceeded"})
@@ -164,7 +167,7 @@ func (c *session) readCommand() (string, error) {
 			}
 		}
 		c.mu.Lock()
-		if c.srv.closing.Load() && !c.inData {
+		if c.srv.conns.Closing() && !c.inData {
 			c.mu.Unlock()
 			return "", ErrServerClosed
 		}
