@@ -66,7 +66,7 @@ func FuzzCommand(f *testing.F) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			sess.serve()
+			sess.Serve()
 		}()
 		go io.Copy(io.Discard, c2)
 		c2.SetWriteDeadline(time.Now().Add(5 * time.Second))

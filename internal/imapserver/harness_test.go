@@ -13,7 +13,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"fmt"
-	"github.com/emersion/go-sasl"
 	"io"
 	"math/big"
 	"net"
@@ -22,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-sasl"
 
 	"github.com/postern/postern/internal/auth"
 	"github.com/postern/postern/internal/store"

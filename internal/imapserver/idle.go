@@ -36,8 +36,8 @@ func (c *session) cmdIdle(tag string, p *parser) error {
 	}()
 	c.setBusy(false) // Shutdown may interrupt an IDLE
 	defer c.setBusy(true)
-	if c.srv.closing.Load() {
-		c.interruptIfIdle()
+	if c.srv.conns.Closing() {
+		c.InterruptIfIdle()
 	}
 	var notify <-chan struct{}
 	if c.sel != nil {
@@ -70,7 +70,7 @@ func (c *session) drainNotify() {}
 func (c *session) idleEnded(line []byte, tooLong bool, err error) error {
 	var ne net.Error
 	switch {
-	case err != nil && c.srv.closing.Load():
+	case err != nil && c.srv.conns.Closing():
 		c.writef("* BYE [UNAVAILABLE] Server shutting down")
 		return errLogout
 	case err != nil && errors.As(err, &ne) && ne.Timeout():

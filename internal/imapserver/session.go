@@ -103,8 +103,8 @@ func (c *session) opts() *Options { return &c.srv.opts }
 // utf8Names reports whether mailbox names go over the wire as UTF-8 (RFC 9051 5.1, RFC 6855 3).
 func (c *session) utf8Names() bool { return c.rev2 || c.utf8 }
 
-// interruptIfIdle makes a session that waits for a command (or IDLEs) see the shutdown at once.
-func (c *session) interruptIfIdle() {
+// InterruptIfIdle makes a session that waits for a command (or IDLEs) see the shutdown at once.
+func (c *session) InterruptIfIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.busy {
@@ -112,7 +112,7 @@ func (c *session) interruptIfIdle() {
 	}
 }
 
-func (c *session) closeConn() {
+func (c *session) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.conn.Close()
@@ -124,14 +124,14 @@ func (c *session) setBusy(v bool) {
 	c.mu.Unlock()
 }
 
-// serve runs the session; a panic is logged and ends only this connection.
-func (c *session) serve() {
+// Serve runs the session; a panic is logged and ends only this connection.
+func (c *session) Serve() {
 	defer func() {
 		c.cancel()
 		if c.sel != nil {
 			c.sel.close()
 		}
-		c.closeConn()
+		c.Close()
 	}()
 	defer func() {
 		if r := recover(); r != nil {
@@ -174,7 +174,7 @@ func (c *session) readCommandLine() ([]byte, error) {
 			}
 		}
 		c.mu.Lock()
-		if c.srv.closing.Load() {
+		if c.srv.conns.Closing() {
 			c.mu.Unlock()
 			return nil, ErrServerClosed
 		}
@@ -206,7 +206,7 @@ func (c *session) readCommandLine() ([]byte, error) {
 func (c *session) readFailed(err error) {
 	var ne net.Error
 	switch {
-	case c.srv.closing.Load() || errors.Is(err, ErrServerClosed):
+	case c.srv.conns.Closing() || errors.Is(err, ErrServerClosed):
 		c.writef("* BYE [UNAVAILABLE] Server shutting down")
 	case errors.As(err, &ne) && ne.Timeout():
 		c.writef("* BYE Autologout; idle for too long") // RFC 9051 5.4
