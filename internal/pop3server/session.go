@@ -77,10 +77,10 @@ func (c *session) netConn() net.Conn {
 	return c.conn
 }
 
-func (c *session) closeConn() { c.netConn().Close() }
+func (c *session) Close() { c.netConn().Close() }
 
-// interruptIfIdle makes a session that waits for a command see the shutdown at once.
-func (c *session) interruptIfIdle() {
+// InterruptIfIdle makes a session that waits for a command see the shutdown at once.
+func (c *session) InterruptIfIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.busy {
@@ -94,10 +94,10 @@ func (c *session) setBusy(v bool) {
 	c.mu.Unlock()
 }
 
-// serve runs the session; a panic is logged and ends only this connection. The maildrop lock is released
+// Serve runs the session; a panic is logged and ends only this connection. The maildrop lock is released
 // whatever happens; pending deletions are applied only by QUIT.
-func (c *session) serve() {
-	defer func() { c.closeConn() }()
+func (c *session) Serve() {
+	defer func() { c.Close() }()
 	defer c.releaseDrop()
 	defer func() {
 		if r := recover(); r != nil {
@@ -116,7 +116,7 @@ func (c *session) serve() {
 			c.flush()
 			return
 		}
-		if c.srv.closing.Load() {
+		if c.srv.conns.Closing() {
 			c.errResp(codeSysTemp + "Server shutting down")
 			c.flush()
 			return
@@ -137,7 +137,7 @@ func (c *session) releaseDrop() {
 func (c *session) readFailed(err error) {
 	var ne net.Error
 	switch {
-	case c.srv.closing.Load():
+	case c.srv.conns.Closing():
 		c.errResp(codeSysTemp + "Server shutting down")
 	case errors.As(err, &ne) && ne.Timeout():
 		c.errResp("Autologout; idle for too long")
@@ -173,7 +173,7 @@ func (c *session) readLine(max int) (string, bool, error) {
 		}
 	}
 	c.mu.Lock()
-	if c.srv.closing.Load() {
+	if c.srv.conns.Closing() {
 		c.mu.Unlock()
 		return "", false, ErrServerClosed
 	}
