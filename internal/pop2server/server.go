@@ -30,7 +30,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -39,11 +38,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern/internal/connserver"
 	"github.com/postern/postern/internal/store"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("pop2server: server closed")
+var ErrServerClosed = connserver.ErrServerClosed
 
 // Store is what the server needs of the mail store (implemented by store.Store).
 type Store interface {
@@ -87,19 +87,12 @@ type Options struct {
 
 // Server serves POP2 sessions.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	closing atomic.Bool
-	nextID  atomic.Uint64
-	ctx     context.Context // parent of every session context; cancelled when Shutdown gives up waiting
-	cancel  context.CancelFunc
-
-	mu        sync.Mutex // guards listeners, sessions, perIP, total
-	listeners map[net.Listener]bool
-	sessions  map[*session]bool
-	perIP     map[netip.Addr]int
-	total     int
-	wg        sync.WaitGroup // session goroutines
+	opts   Options
+	log    *slog.Logger
+	nextID atomic.Uint64
+	ctx    context.Context // parent of every session context; cancelled when Shutdown gives up waiting
+	cancel context.CancelFunc
+	conns  *connserver.Server // accept loop, connection limits, sessions, shutdown (which also runs cancel)
 }
 
 // New returns a Server.
@@ -129,123 +122,30 @@ func New(o Options) (*Server, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{opts: o, log: o.Logger, ctx: ctx, cancel: cancel, listeners: map[net.Listener]bool{},
-		sessions: map[*session]bool{}, perIP: map[netip.Addr]int{}}, nil
+	s := &Server{opts: o, log: o.Logger, ctx: ctx, cancel: cancel}
+	s.conns = connserver.New(connserver.Options{
+		MaxConnections: o.MaxConnections, MaxConnsPerIP: o.MaxConnsPerIP, Refuse: refuse, Stop: cancel, Logger: o.Logger,
+		NewSession: func(c net.Conn, ip netip.Addr) connserver.Session { return newSession(s, c, ip) },
+	})
+	return s, nil
 }
 
 // Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closing.Load() {
-		s.mu.Unlock()
-		return ErrServerClosed
-	}
-	s.listeners[ln] = true
-	s.mu.Unlock()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		s.admit(c)
-	}
-}
+func (s *Server) Serve(ln net.Listener) error { return s.conns.Serve(ln) }
 
-// admit applies the connection limits and starts a session.
-func (s *Server) admit(c net.Conn) {
-	ip := remoteIP(c)
-	s.mu.Lock()
-	reason := ""
-	switch {
-	case s.closing.Load():
-		reason = "- Server shutting down"
-	case s.total >= s.opts.MaxConnections:
-		reason = "- Too many connections, try again later"
-	case s.perIP[ip] >= s.opts.MaxConnsPerIP:
-		reason = "- Too many connections from your address"
-	}
-	if reason != "" {
-		s.mu.Unlock()
-		s.log.Warn("connection refused", "remote", ip.String(), "reason", reason)
-		go func() {
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(c, "%s\r\n", reason)
-			c.Close()
-		}()
-		return
-	}
-	s.total++
-	s.perIP[ip]++
-	sess := newSession(s, c, ip)
-	s.sessions[sess] = true
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		defer s.release(sess, ip)
-		sess.serve()
-	}()
-}
+// Shutdown stops accepting and interrupts idle sessions; a command in progress may finish until ctx is done, then
+// every connection is closed (see connserver.Server.Shutdown). Nothing is acknowledged that was not committed.
+func (s *Server) Shutdown(ctx context.Context) error { return s.conns.Shutdown(ctx) }
 
-func (s *Server) release(sess *session, ip netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.sessions, sess)
-	s.total--
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
+// refuse is what a client refused by the connection limits is told.
+func refuse(c net.Conn, why connserver.Refusal) string {
+	switch why {
+	case connserver.TooMany:
+		return "- Too many connections, try again later"
+	case connserver.TooManyFromIP:
+		return "- Too many connections from your address"
 	}
-}
-
-func remoteIP(c net.Conn) netip.Addr {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	return netip.Addr{}
-}
-
-// Shutdown stops accepting and ends idle sessions (nothing is deleted: that happens only at QUIT); a command in
-// progress may finish until ctx is done, then every connection is closed.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.closing.Store(true)
-	s.mu.Lock()
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	for sess := range s.sessions {
-		sess.interruptIfIdle()
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		s.cancel()
-		return nil
-	case <-ctx.Done():
-		s.cancel()
-		s.mu.Lock()
-		for sess := range s.sessions {
-			sess.conn.Close()
-		}
-		s.mu.Unlock()
-		<-done
-		return ctx.Err()
-	}
+	return "- Server shutting down"
 }
 
 // localLocks is the in-process default Locker (see pop3server.LocalLocks for what a multi-node store needs).

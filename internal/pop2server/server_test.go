@@ -409,7 +409,7 @@ func FuzzSession(f *testing.F) {
 	fx.store.deliver(alice, msg2)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		server, client := net.Pipe()
-		fx.srv.admit(server)
+		fx.srv.conns.Handle(server)
 		go io.Copy(io.Discard, client)
 		client.SetWriteDeadline(time.Now().Add(3 * time.Second))
 		client.Write(in)

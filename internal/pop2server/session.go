@@ -86,13 +86,17 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 
 func (c *session) opts() *Options { return &c.srv.opts }
 
-func (c *session) interruptIfIdle() {
+// InterruptIfIdle makes a session that waits for a command see the shutdown at once.
+func (c *session) InterruptIfIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.busy {
 		c.conn.SetReadDeadline(time.Now())
 	}
 }
+
+// Close ends the connection whatever the session is doing (the Shutdown deadline).
+func (c *session) Close() { c.conn.Close() }
 
 func (c *session) setBusy(v bool) {
 	c.mu.Lock()
@@ -102,8 +106,8 @@ func (c *session) setBusy(v bool) {
 
 func (c *session) reply(line string) { c.bw.WriteString(line + "\r\n") }
 
-// serve runs the session; a panic is logged and ends only this connection.
-func (c *session) serve() {
+// Serve runs the session; a panic is logged and ends only this connection.
+func (c *session) Serve() {
 	defer c.conn.Close()
 	defer func() {
 		if c.unlock != nil {
@@ -133,7 +137,7 @@ func (c *session) serve() {
 			c.bw.Flush()
 			return
 		}
-		if c.srv.closing.Load() {
+		if c.srv.conns.Closing() {
 			c.reply("- Server shutting down")
 			c.bw.Flush()
 			return
@@ -144,7 +148,7 @@ func (c *session) serve() {
 func (c *session) readFailed(err error) {
 	var ne net.Error
 	switch {
-	case c.srv.closing.Load():
+	case c.srv.conns.Closing():
 		c.reply("- Server shutting down")
 	case errors.As(err, &ne) && ne.Timeout():
 		c.reply("- Autologout; idle for too long")
@@ -164,7 +168,7 @@ func (c *session) readCommand() (string, error) {
 			}
 		}
 		c.mu.Lock()
-		if c.srv.closing.Load() {
+		if c.srv.conns.Closing() {
 			c.mu.Unlock()
 			return "", ErrServerClosed
 		}
