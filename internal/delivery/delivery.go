@@ -210,7 +210,7 @@ func (a *Agent) outbound(ctx context.Context, env *mail.Envelope, local store.Bl
 	}
 	return &store.OutboundMessage{
 		ID: env.QueueID, From: env.From.String(), Recipients: rcpts, BlobID: ref.ID, Size: ref.Size,
-		Ret: env.Ret, EnvID: env.EnvID, AuthUser: env.AuthUser, NextAttempt: time.Now(), CreatedAt: time.Now(),
+		Ret: env.Ret, EnvID: env.EnvID, AuthUser: env.AuthUser, RequireTLS: env.RequireTLS, NextAttempt: time.Now(), CreatedAt: time.Now(),
 	}, nil
 }
 

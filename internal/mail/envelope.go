@@ -29,4 +29,6 @@ type Envelope struct {
 	Size     int64  // SIZE= declared by the client, 0 when absent
 	Ret      string // DSN RET: FULL or HDRS
 	EnvID    string // DSN ENVID
+	// RequireTLS is the REQUIRETLS MAIL parameter (RFC 8689 4.1): every hop must use verified TLS.
+	RequireTLS bool
 }

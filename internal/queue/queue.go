@@ -157,7 +157,7 @@ func (q *Queue) attempt(ctx context.Context, m store.OutboundMessage) {
 			pending = append(pending, i)
 		}
 	}
-	msg := &outbound.Message{ID: m.ID, From: m.From, Size: m.Size, Ret: m.Ret, EnvID: m.EnvID,
+	msg := &outbound.Message{ID: m.ID, From: m.From, Size: m.Size, Ret: m.Ret, EnvID: m.EnvID, RequireTLS: m.RequireTLS,
 		Open: func(ctx context.Context) (io.ReadCloser, error) { return q.opts.Store.Blobs().Open(ctx, m.BlobID) }}
 	for _, i := range pending {
 		r := m.Recipients[i]

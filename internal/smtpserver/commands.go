@@ -161,7 +161,7 @@ func (c *session) cmdMail(arg string) *reply {
 }
 
 // mailParams applies MAIL parameters: SIZE (RFC 1870), BODY (RFC 6152/3030), SMTPUTF8 (RFC 6531), RET and ENVID
-// (RFC 3461), AUTH (RFC 4954 5, accepted and ignored).
+// (RFC 3461), REQUIRETLS (RFC 8689), AUTH (RFC 4954 5, accepted and ignored).
 func (c *session) mailParams(tx *transaction, params []string) *reply {
 	for _, p := range params {
 		k, v, _ := strings.Cut(p, "=")
@@ -196,6 +196,15 @@ func (c *session) mailParams(tx *transaction, params []string) *reply {
 				return &reply{501, "5.5.4", "Bad ENVID parameter"}
 			}
 			tx.env.EnvID = v
+		case "REQUIRETLS":
+			// RFC 8689 4.1: only over TLS; the parameter takes no value.
+			if !c.tls {
+				return &reply{530, "5.7.10", "REQUIRETLS needs a TLS session"}
+			}
+			if v != "" {
+				return &reply{501, "5.5.4", "REQUIRETLS takes no value"}
+			}
+			tx.env.RequireTLS = true
 		case "AUTH":
 		default:
 			return &reply{555, "5.5.4", "Unsupported MAIL parameter " + k}

@@ -179,6 +179,24 @@ func (c *client) expect(re string) string {
 	return last
 }
 
+// expectEHLO sends EHLO and returns its whole multi-line reply.
+func (c *client) expectEHLO() string {
+	c.t.Helper()
+	c.send("EHLO x")
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var all []string
+	for {
+		l, err := c.br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(l, "250") {
+			c.t.Fatalf("EHLO reply %q: %v", l, err)
+		}
+		all = append(all, strings.TrimRight(l, "\r\n"))
+		if l[3] == ' ' {
+			return strings.Join(all, "\n")
+		}
+	}
+}
+
 func (c *client) starttls() {
 	c.t.Helper()
 	c.send("STARTTLS")
@@ -308,12 +326,16 @@ func TestSubmissionRulesAndInjection(t *testing.T) {
 	c.expect("538 5.7.11")
 	c.send("MAIL FROM:<alice@example.org>")
 	c.expect("530 5.7.0")
+	if l := c.expectEHLO(); strings.Contains(l, "REQUIRETLS") {
+		t.Fatal("REQUIRETLS offered before TLS")
+	}
 	// STARTTLS with a pipelined command must not run it inside TLS (CVE-2011-0411).
 	fmt.Fprint(c.c, "STARTTLS\r\nMAIL FROM:<alice@example.org>\r\n")
 	c.expect("451 ")
 	c.starttls()
-	c.send("EHLO x")
-	c.expect("250 ")
+	if l := c.expectEHLO(); !strings.Contains(l, "REQUIRETLS") {
+		t.Fatal("REQUIRETLS not offered over TLS")
+	}
 	c.send("AUTH PLAIN " + plain("alice@example.org", "wrong"))
 	c.expect("535 5.7.8")
 	c.send("AUTH LOGIN " + base64.StdEncoding.EncodeToString([]byte("alice@example.org")))
@@ -332,7 +354,9 @@ func TestSubmissionRulesAndInjection(t *testing.T) {
 	c.expect("354 ")
 	fmt.Fprint(c.c, "From: Bob <bob@example.org>\r\n\r\nx\r\n.\r\n")
 	c.expect("553 5.7.1")
-	c.send("MAIL FROM:<alice@example.org>")
+	c.send("MAIL FROM:<alice@example.org> REQUIRETLS=yes")
+	c.expect("501 5.5.4")
+	c.send("MAIL FROM:<alice@example.org> REQUIRETLS")
 	c.expect("250 ")
 	c.send("RCPT TO:<far@remote.net>")
 	c.expect("250 ")
@@ -340,7 +364,8 @@ func TestSubmissionRulesAndInjection(t *testing.T) {
 	c.expect("354 ")
 	fmt.Fprint(c.c, "From: Alice <alice@example.org>\r\n\r\nx\r\n.\r\n")
 	c.expect("250 ")
-	if f.del.count() != 1 || !strings.Contains(f.del.msgs[0], "with ESMTPSA") || f.del.envs[0].AuthUser != "alice@example.org" {
+	if f.del.count() != 1 || !strings.Contains(f.del.msgs[0], "with ESMTPSA") || f.del.envs[0].AuthUser != "alice@example.org" ||
+		!f.del.envs[0].RequireTLS {
 		t.Fatalf("delivered: %+v", f.del.envs)
 	}
 }

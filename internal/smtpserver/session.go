@@ -332,6 +332,9 @@ func (c *session) cmdHelo(verb, arg string) *reply {
 	if c.opts().TLSConfig != nil && !c.tls {
 		caps = append(caps, "STARTTLS")
 	}
+	if c.tls {
+		caps = append(caps, "REQUIRETLS") // RFC 8689 4.1: offered only over TLS
+	}
 	if c.authAllowed() && c.user == nil {
 		caps = append(caps, "AUTH "+strings.Join(c.opts().Auth.MechanismsFor(c.tlsState()), " "))
 	}

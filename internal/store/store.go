@@ -159,6 +159,7 @@ type OutboundMessage struct {
 	Ret         string // DSN RET: FULL or HDRS
 	EnvID       string // DSN ENVID
 	AuthUser    string // authenticated submitter, if any
+	RequireTLS  bool   // REQUIRETLS (RFC 8689): deliver only over verified TLS to hops that offer REQUIRETLS
 	Attempts    int
 	NextAttempt time.Time
 	LastError   string

@@ -22,22 +22,22 @@ func insertQueued(ctx context.Context, tx *sql.Tx, m *store.OutboundMessage) err
 	if created.IsZero() {
 		created = time.Now()
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO queue (id, sender, recipients, blob_id, size, ret, envid, auth_user, attempts, next_attempt, last_error, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, m.ID, m.From, string(rcpts), m.BlobID, m.Size, m.Ret, m.EnvID, m.AuthUser,
-		m.Attempts, m.NextAttempt.UnixMilli(), m.LastError, created.UnixMilli())
+	_, err = tx.ExecContext(ctx, `INSERT INTO queue (id, sender, recipients, blob_id, size, ret, envid, auth_user, attempts, next_attempt, last_error, created_at, require_tls)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, m.ID, m.From, string(rcpts), m.BlobID, m.Size, m.Ret, m.EnvID, m.AuthUser,
+		m.Attempts, m.NextAttempt.UnixMilli(), m.LastError, created.UnixMilli(), m.RequireTLS)
 	if isUnique(err) {
 		return fmt.Errorf("queue id %s: %w", m.ID, store.ErrExists)
 	}
 	return err
 }
 
-const queueCols = `id, sender, recipients, blob_id, size, ret, envid, auth_user, attempts, next_attempt, last_error, created_at, lease_until`
+const queueCols = `id, sender, recipients, blob_id, size, ret, envid, auth_user, attempts, next_attempt, last_error, created_at, lease_until, require_tls`
 
 func scanQueued(row interface{ Scan(...any) error }) (store.OutboundMessage, error) {
 	var m store.OutboundMessage
 	var rcpts string
 	var next, created, lease int64
-	if err := row.Scan(&m.ID, &m.From, &rcpts, &m.BlobID, &m.Size, &m.Ret, &m.EnvID, &m.AuthUser, &m.Attempts, &next, &m.LastError, &created, &lease); err != nil {
+	if err := row.Scan(&m.ID, &m.From, &rcpts, &m.BlobID, &m.Size, &m.Ret, &m.EnvID, &m.AuthUser, &m.Attempts, &next, &m.LastError, &created, &lease, &m.RequireTLS); err != nil {
 		return m, err
 	}
 	m.NextAttempt, m.CreatedAt = time.UnixMilli(next), time.UnixMilli(created)

@@ -135,6 +135,9 @@ var migrations = []string{
 	`ALTER TABLE mailboxes ADD COLUMN first_recent_uid INTEGER NOT NULL DEFAULT 1;
 	UPDATE mailboxes SET first_recent_uid = uidnext;
 	ALTER TABLE messages ADD COLUMN internal_tz INTEGER;`,
+
+	// 6: queue.require_tls: the message was submitted with REQUIRETLS (RFC 8689) and must keep it on every hop.
+	`ALTER TABLE queue ADD COLUMN require_tls INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema to the newest version. Several processes may race here (server and CLI): the

@@ -290,13 +290,13 @@ func testQueue(t *testing.T, open Opener) {
 	ref := putBlob(t, s, "Subject: out\r\n\r\nx\r\n")
 	later := time.Now().Add(time.Hour)
 	out := &store.OutboundMessage{ID: "Q1", From: "a@example.org", BlobID: ref.ID, Size: ref.Size, Ret: "HDRS", EnvID: "env1",
-		AuthUser: "a@example.org", NextAttempt: later,
+		AuthUser: "a@example.org", NextAttempt: later, RequireTLS: true,
 		Recipients: []store.OutboundRecipient{{Address: "x@remote.net", Notify: []string{"FAILURE", "DELAY"}, ORcpt: "rfc822;x@remote.net", Status: "queued"}}}
 	must(t, s.Deliver(ctx, &store.Delivery{QueueID: "Q1", Blob: ref, Outbound: out}))
 	got, err := s.GetQueued(ctx, "Q1")
 	must(t, err)
 	if got.From != out.From || got.Ret != "HDRS" || got.EnvID != "env1" || len(got.Recipients) != 1 ||
-		got.Recipients[0].ORcpt != "rfc822;x@remote.net" || len(got.Recipients[0].Notify) != 2 {
+		got.Recipients[0].ORcpt != "rfc822;x@remote.net" || len(got.Recipients[0].Notify) != 2 || !got.RequireTLS {
 		t.Fatalf("GetQueued = %+v", got)
 	}
 	must(t, s.RetryQueued(ctx, "Q1"))
