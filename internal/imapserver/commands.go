@@ -81,7 +81,7 @@ func (c *session) capabilities() []string {
 	}
 	if c.state == stateNotAuth {
 		if c.authAllowed() {
-			for _, m := range c.opts().Auth.Mechanisms() {
+			for _, m := range c.opts().Auth.MechanismsFor(c.tlsState()) {
 				caps = append(caps, "AUTH="+m)
 			}
 			caps = append(caps, "SASL-IR")
@@ -250,7 +250,8 @@ func (c *session) cmdAuthenticate(tag string, p *parser) error {
 	}
 	var user store.User
 	ok := false
-	srv, err := c.opts().Auth.SASL(c.ctx, c.ip, mech, func(u store.User) { user, ok = u, true })
+	srv, err := c.opts().Auth.SASLConn(c.ctx, auth.SASLRequest{IP: c.ip, Mech: mech, TLS: c.tlsState(),
+		OnSuccess: func(u store.User) { user, ok = u, true }})
 	if err != nil {
 		// RFC 9051 6.2.2: NO for a mechanism the server does not support, whatever the initial response.
 		return no("CANNOT", "Unsupported authentication mechanism")

@@ -327,17 +327,17 @@ func (a *testAuth) Authenticate(ctx context.Context, _ netip.Addr, username, pas
 	return u, nil
 }
 
-func (a *testAuth) SASL(ctx context.Context, ip netip.Addr, mech string, onSuccess func(store.User)) (sasl.Server, error) {
-	if !strings.EqualFold(mech, "PLAIN") {
-		return nil, fmt.Errorf("unsupported mechanism %q", mech)
+func (a *testAuth) SASLConn(ctx context.Context, r auth.SASLRequest) (sasl.Server, error) {
+	if !strings.EqualFold(r.Mech, "PLAIN") {
+		return nil, fmt.Errorf("unsupported mechanism %q", r.Mech)
 	}
 	return sasl.NewPlainServer(func(_, username, password string) error {
-		u, err := a.Authenticate(ctx, ip, username, password)
+		u, err := a.Authenticate(ctx, r.IP, username, password)
 		if err == nil {
-			onSuccess(u)
+			r.OnSuccess(u)
 		}
 		return err
 	}), nil
 }
 
-func (a *testAuth) Mechanisms() []string { return []string{"PLAIN"} }
+func (a *testAuth) MechanismsFor(*tls.ConnectionState) []string { return []string{"PLAIN"} }

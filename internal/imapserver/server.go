@@ -20,6 +20,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/postern/postern/internal/auth"
 	"github.com/postern/postern/internal/connserver"
 	"github.com/postern/postern/internal/store"
 )
@@ -42,8 +43,11 @@ type Store interface {
 // auth.ErrInvalidCredentials or auth.ErrLockedOut; both are answered with the same NO [AUTHENTICATIONFAILED].
 type Authenticator interface {
 	Authenticate(ctx context.Context, ip netip.Addr, username, password string) (store.User, error)
-	SASL(ctx context.Context, ip netip.Addr, mech string, onSuccess func(store.User)) (sasl.Server, error)
-	Mechanisms() []string
+	// SASLConn starts a SASL exchange; the TLS state lets it run SCRAM-*-PLUS (channel binding) and EXTERNAL
+	// (client certificates).
+	SASLConn(ctx context.Context, r auth.SASLRequest) (sasl.Server, error)
+	// MechanismsFor lists the mechanisms to offer on a connection with this TLS state (nil: no TLS).
+	MechanismsFor(tlsState *tls.ConnectionState) []string
 }
 
 // Options configure a Server. Zero limits take the defaults noted.

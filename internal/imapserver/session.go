@@ -449,3 +449,16 @@ func leadingTag(head []byte) string {
 	}
 	return string(head[:i])
 }
+
+// tlsState returns the state of the session's TLS layer (for SCRAM-*-PLUS channel binding and EXTERNAL), nil
+// before STARTTLS on 143.
+func (c *session) tlsState() *tls.ConnectionState {
+	c.mu.Lock()
+	tc, ok := c.conn.(*tls.Conn)
+	c.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	cs := tc.ConnectionState()
+	return &cs
+}

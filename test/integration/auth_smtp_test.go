@@ -16,15 +16,11 @@ import (
 	"time"
 )
 
-// scramPy is a SCRAM client (RFC 5802 3 and 7, RFC 7677) in Python, written from the RFCs with hashlib and hmac
-// only. It first proves itself on RFC 7677's and RFC 5802's test vectors, then logs in over SMTP submission
-// (STARTTLS, server certificate verified against `postern ca cert`) with smtplib, checking the server's signature;
-// for -PLUS it binds to the server certificate (tls-server-end-point, RFC 5929 4.1).
-const scramPy = `
-import base64, hashlib, hmac, smtplib, ssl, sys
-
-port, cafile, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-mechs = sys.argv[5].split(",")
+// scramCorePy is a SCRAM client (RFC 5802 3 and 7, RFC 7677) in Python, written from the RFCs with hashlib and
+// hmac only. It first proves itself on RFC 7677's and RFC 5802's test vectors; scramPy (SMTP) and scramIMAPPy
+// (IMAP) then log in with it, checking the server's signature.
+const scramCorePy = `
+import base64, hashlib, hmac, imaplib, smtplib, ssl, sys
 b64 = lambda b: base64.b64encode(b).decode()
 
 def final(hname, password, gs2, first_bare, server_first, cbdata=b""):
@@ -49,6 +45,14 @@ got = final("sha1", "pencil", "n,,", "n=user,r=fyko+d2lbbFgONRv9qkxdawL",
     "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")
 assert got == ("c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=",
     "v=rmF9pqV8S7suAoZWja4dJRkFsKQ="), got
+
+`
+
+// scramPy logs in over SMTP submission (STARTTLS, server certificate verified against `postern ca cert`) with
+// smtplib; for -PLUS it binds to the server certificate (tls-server-end-point, RFC 5929 4.1).
+const scramPy = scramCorePy + `
+port, cafile, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+mechs = sys.argv[5].split(",")
 
 ctx = ssl.create_default_context(cafile=cafile)
 for mech in mechs:
