@@ -9,13 +9,16 @@ import (
 )
 
 // Fake is an in-memory Resolver for tests. Names are matched without case and trailing dot. A name missing from
-// every map is NXDOMAIN; a name present in another map is NODATA; a name in Fail fails temporarily.
+// every map is NXDOMAIN; a name present in another map is NODATA; a name in Fail fails temporarily. A name in CNAME
+// is an alias: lookups follow it (as a recursive server would) and a CNAME loop fails temporarily (SERVFAIL).
 type Fake struct {
 	mu        sync.Mutex // guards every field
 	MX        map[string][]MX
 	IP        map[string][]netip.Addr
-	TXT       map[string][]string
-	TLSA      map[string][]TLSA // key "_25._tcp.host"
+	TXT       map[string][]string // one string per record, a record's strings joined (as Client returns them)
+	TLSA      map[string][]TLSA   // key "_25._tcp.host"
+	PTR       map[string][]string // key: the address as netip.Addr.String() gives it; values: host names
+	CNAME     map[string]string   // alias -> canonical name
 	Fail      map[string]bool
 	Authentic bool
 	Queries   []string // "MX name", "IP name", ... in order
@@ -28,7 +31,8 @@ func (f *Fake) exists(name string) bool {
 	_, b := f.IP[name]
 	_, c := f.TXT[name]
 	_, d := f.TLSA[name]
-	return a || b || c || d
+	_, e := f.PTR[name]
+	return a || b || c || d || e
 }
 
 // lookup is the shared logic: temporary failure, records, NODATA or NXDOMAIN.
@@ -37,6 +41,17 @@ func lookup[T any](f *Fake, kind, name string, m map[string][]T) ([]T, Result, e
 	defer f.mu.Unlock()
 	name = trim(name)
 	f.Queries = append(f.Queries, kind+" "+name)
+	// Follow aliases like a recursive server; more hops than any sane chain is a loop.
+	for hops := 0; ; hops++ {
+		target, ok := f.CNAME[name]
+		if !ok || f.Fail[name] {
+			break
+		}
+		if hops == 16 {
+			return nil, Result{}, &TempError{Name: name, Err: fmt.Errorf("CNAME loop")}
+		}
+		name = trim(target)
+	}
 	if f.Fail[name] {
 		return nil, Result{}, &TempError{Name: name, Err: fmt.Errorf("SERVFAIL")}
 	}
