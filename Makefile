@@ -8,7 +8,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo "$$($(GO) env 
 FUZZTIME    ?= 15s
 BENCHTIME   ?= 2s
 
-.PHONY: build run test vet unit integration lint fuzz bench clean
+.PHONY: build run test vet unit integration lint fuzz bench clean crashtest
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/postern
@@ -37,6 +37,7 @@ test: vet unit integration
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./test/integration/...
+	$(GO) vet -tags crash ./test/crash/...
 
 unit:
 	$(GO) test -race ./...
@@ -62,6 +63,11 @@ fuzz:
 			echo "== $$d $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) "$$d" || exit 1; \
 		done; \
 	done
+
+# Durability under SIGKILL (docs/durability.md); CRASH_MESSAGES, CRASH_KILLS, CRASH_SESSIONS, CRASH_SEED tune it,
+# CRASH_REPORT=FILE writes the run's numbers.
+crashtest: build
+	POSTERN_BIN=$(abspath $(BIN)) $(GO) test -tags crash -count=1 -v -timeout 30m -run '^TestCrash$$' ./test/crash/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
