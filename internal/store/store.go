@@ -147,6 +147,21 @@ type OutboundRecipient struct {
 	Error   string // last error text
 	Remote  string `json:",omitempty"` // the host that gave the last answer, e.g. "mx.remote.net[192.0.2.7]"
 	Warned  bool   `json:",omitempty"` // a delay DSN (RFC 3464 "delayed") has been sent for it
+	// Notice is a delivery status notification owed to the sender about this recipient that is not committed
+	// yet (building or storing it failed): the entry stays queued until it is, so a DSN is never lost.
+	Notice *OutboundNotice `json:",omitempty"`
+}
+
+// OutboundNotice is one recipient's block of a DSN still to send (RFC 3464 2.3).
+type OutboundNotice struct {
+	Action     string // failed, delayed, relayed
+	Status     string // RFC 3463 code, e.g. "5.1.1"
+	Diagnostic string // the remote reply, e.g. "550 5.1.1 No such user"
+}
+
+// Outstanding reports whether the queue still owes work for r: a delivery, or a notice to the sender.
+func (r OutboundRecipient) Outstanding() bool {
+	return r.Status == "" || r.Status == "queued" || r.Notice != nil
 }
 
 // OutboundMessage is a message waiting in the durable outbound queue.
@@ -198,18 +213,22 @@ type QueueStore interface {
 	ListQueue(ctx context.Context) ([]OutboundMessage, error)
 	GetQueued(ctx context.Context, id string) (OutboundMessage, error)
 	RemoveQueued(ctx context.Context, id string) error
-	// RetryQueued makes an item due now (all items when id is "").
+	// RetryQueued makes an item due now (all items when id is ""). For an item a worker holds, the request
+	// outlives the attempt: its settle schedules the next attempt no later than the request.
 	RetryQueued(ctx context.Context, id string) error
 	// LeaseQueued claims up to limit entries that are due (NextAttempt <= now) and not held by a worker
 	// (LeaseUntil <= now): their LeaseUntil becomes until, and they are returned oldest due first. Two callers,
 	// in this process or another, never both hold one entry.
 	LeaseQueued(ctx context.Context, now, until time.Time, limit int) ([]OutboundMessage, error)
 	// SettleQueued ends a worker's lease on m.ID in one durable transaction: it commits bounce (the DSN for the
-	// sender; nil for none), then removes the entry when no recipient of m is still "queued", or else stores m's
-	// Recipients, Attempts, NextAttempt and LastError and frees the lease. It fails with ErrNotFound, committing
-	// nothing, when the entry is gone or no longer leased with m.LeaseUntil (the lease ran out and another
-	// worker took it).
+	// sender; nil for none), then removes the entry when no recipient of m is Outstanding, or else stores m's
+	// Recipients, Attempts, NextAttempt (or the time of a RetryQueued made during the lease, when earlier) and
+	// LastError and frees the lease. It fails with ErrNotFound, committing nothing, when the entry is gone or
+	// no longer leased with m.LeaseUntil (the lease ran out and another worker took it).
 	SettleQueued(ctx context.Context, m OutboundMessage, bounce *Delivery) error
+	// RenewQueued extends a worker's lease on id from old to until (the worker's heartbeat). It fails with
+	// ErrNotFound when the entry is gone or no longer leased with old.
+	RenewQueued(ctx context.Context, id string, old, until time.Time) error
 }
 
 // BlobRef names a stored blob.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/postern/postern/internal/store"
@@ -164,7 +165,7 @@ func (s *Store) stillReferenced(ctx context.Context, id string) (bool, error) {
 }
 
 // checkQueue checks every outbound queue entry: its blob exists with the recorded size, its recipients decode
-// and at least one is still to be delivered (SettleQueued removes an entry when none is).
+// and at least one is still Outstanding (SettleQueued removes an entry when none is).
 func (s *Store) checkQueue(ctx context.Context, _ bool, counts map[string]int64, problem func(string, string)) error {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT id, blob_id, size, recipients FROM queue ORDER BY id`)
 	if err != nil {
@@ -192,7 +193,7 @@ func (s *Store) checkQueue(ctx context.Context, _ bool, counts map[string]int64,
 		var rcpts []store.OutboundRecipient
 		if err := json.Unmarshal([]byte(e.rcpts), &rcpts); err != nil {
 			problem("queue", fmt.Sprintf("entry %s: recipients do not decode: %v", e.id, err))
-		} else if !hasQueued(rcpts) {
+		} else if !slices.ContainsFunc(rcpts, store.OutboundRecipient.Outstanding) {
 			problem("queue", fmt.Sprintf("entry %s has no recipient left to deliver", e.id))
 		}
 		size, ok, err := s.blobSize(ctx, e.blob)
@@ -211,15 +212,6 @@ func (s *Store) checkQueue(ctx context.Context, _ bool, counts map[string]int64,
 		}
 	}
 	return nil
-}
-
-func hasQueued(rcpts []store.OutboundRecipient) bool {
-	for _, r := range rcpts {
-		if r.Status == "" || r.Status == "queued" {
-			return true
-		}
-	}
-	return false
 }
 
 // mailboxInvariants are the per-mailbox rules, each a query returning (user address, mailbox name, detail) for

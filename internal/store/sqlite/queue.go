@@ -79,14 +79,27 @@ func (s *Store) RemoveQueued(ctx context.Context, id string) error {
 	return s.execOne(ctx, "queue id "+id, `DELETE FROM queue WHERE id = ?`, id)
 }
 
-// RetryQueued makes one entry (or all, for id "") due now.
+// RetryQueued makes one entry (or all, for id "") due now. It also records the request in retry_at: a worker
+// holding the entry settles it with a next attempt no later than that, so a flush made during an attempt is not
+// overwritten by the attempt's backoff (LeaseQueued clears it, since the attempt it starts answers the request).
 func (s *Store) RetryQueued(ctx context.Context, id string) error {
 	now := time.Now().UnixMilli()
 	if id == "" {
-		_, err := s.wdb.ExecContext(ctx, `UPDATE queue SET next_attempt = ?`, now)
-		return err
+		return s.do(ctx, "retry queue", func(ctx context.Context, w *wtx) error {
+			_, err := w.ExecContext(ctx, `UPDATE queue SET next_attempt = ?, retry_at = ?`, now, now)
+			return err
+		})
 	}
-	return s.execOne(ctx, "queue id "+id, `UPDATE queue SET next_attempt = ? WHERE id = ?`, now, id)
+	return s.do(ctx, "retry queue id "+id, func(ctx context.Context, w *wtx) error {
+		res, err := w.ExecContext(ctx, `UPDATE queue SET next_attempt = ?, retry_at = ? WHERE id = ?`, now, now, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("queue id %s: %w", id, store.ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // LeaseQueued claims up to limit due entries that no worker holds. A cheap read comes first so an idle queue
@@ -108,7 +121,7 @@ func (s *Store) LeaseQueued(ctx context.Context, now, until time.Time, limit int
 	var out []store.OutboundMessage
 	err := s.do(ctx, "lease queue", func(ctx context.Context, w *wtx) error {
 		out = out[:0]
-		rows, err := w.QueryContext(ctx, `UPDATE queue SET lease_until = ? WHERE id IN (SELECT id FROM queue
+		rows, err := w.QueryContext(ctx, `UPDATE queue SET lease_until = ?, retry_at = 0 WHERE id IN (SELECT id FROM queue
 			WHERE next_attempt <= ? AND lease_until <= ? ORDER BY next_attempt, id LIMIT ?) RETURNING `+queueCols,
 			until.UnixMilli(), nowMs, nowMs, limit)
 		if err != nil {
@@ -137,9 +150,10 @@ func (s *Store) LeaseQueued(ctx context.Context, now, until time.Time, limit int
 }
 
 // SettleQueued commits the bounce and the entry's new state (or its removal) in one transaction, provided the
-// caller still holds the lease.
+// caller still holds the lease. An entry stays while a recipient is Outstanding: still to deliver, or owed a
+// notice whose DSN is not committed yet.
 func (s *Store) SettleQueued(ctx context.Context, m store.OutboundMessage, bounce *store.Delivery) error {
-	done := !slices.ContainsFunc(m.Recipients, func(r store.OutboundRecipient) bool { return r.Status == "queued" })
+	done := !slices.ContainsFunc(m.Recipients, store.OutboundRecipient.Outstanding)
 	rcpts, err := json.Marshal(m.Recipients)
 	if err != nil {
 		return err
@@ -150,8 +164,11 @@ func (s *Store) SettleQueued(ctx context.Context, m store.OutboundMessage, bounc
 		if done {
 			res, err = w.ExecContext(ctx, `DELETE FROM queue WHERE id = ? AND lease_until = ?`, m.ID, m.LeaseUntil.UnixMilli())
 		} else {
-			res, err = w.ExecContext(ctx, `UPDATE queue SET recipients = ?, attempts = ?, next_attempt = ?, last_error = ?,
-				lease_until = 0 WHERE id = ? AND lease_until = ?`, string(rcpts), m.Attempts, m.NextAttempt.UnixMilli(),
+			// A retry asked for during the attempt (retry_at > 0) wins over the attempt's backoff.
+			next := m.NextAttempt.UnixMilli()
+			res, err = w.ExecContext(ctx, `UPDATE queue SET recipients = ?, attempts = ?,
+				next_attempt = CASE WHEN retry_at > 0 AND retry_at < ? THEN retry_at ELSE ? END, retry_at = 0,
+				last_error = ?, lease_until = 0 WHERE id = ? AND lease_until = ?`, string(rcpts), m.Attempts, next, next,
 				m.LastError, m.ID, m.LeaseUntil.UnixMilli())
 		}
 		if err != nil {
@@ -162,6 +179,21 @@ func (s *Store) SettleQueued(ctx context.Context, m store.OutboundMessage, bounc
 		}
 		if bounce != nil {
 			return applyDelivery(ctx, w, bounce)
+		}
+		return nil
+	})
+}
+
+// RenewQueued moves a held lease from old to until, through the group writer like every write.
+func (s *Store) RenewQueued(ctx context.Context, id string, old, until time.Time) error {
+	return s.do(ctx, "renew queue lease "+id, func(ctx context.Context, w *wtx) error {
+		res, err := w.ExecContext(ctx, `UPDATE queue SET lease_until = ? WHERE id = ? AND lease_until = ?`,
+			until.UnixMilli(), id, old.UnixMilli())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("queue id %s leased until %s: %w", id, old.Format(time.RFC3339Nano), store.ErrNotFound)
 		}
 		return nil
 	})

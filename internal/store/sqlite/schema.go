@@ -138,6 +138,10 @@ var migrations = []string{
 
 	// 6: queue.require_tls: the message was submitted with REQUIRETLS (RFC 8689) and must keep it on every hop.
 	`ALTER TABLE queue ADD COLUMN require_tls INTEGER NOT NULL DEFAULT 0;`,
+
+	// 7: queue.retry_at: when an admin asked for a retry (queue flush/retry, milliseconds; 0: none) while a worker
+	// held the entry, so the worker's settle does not push the next attempt past the request.
+	`ALTER TABLE queue ADD COLUMN retry_at INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema to the newest version. Several processes may race here (server and CLI): the

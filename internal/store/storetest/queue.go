@@ -15,6 +15,9 @@ var queueTests = []namedTest{
 	{"QueueLease", testQueueLease},
 	{"QueueSettle", testQueueSettle},
 	{"QueueLeaseConcurrent", testQueueLeaseConcurrent},
+	{"QueueRetryDuringLease", testQueueRetryDuringLease},
+	{"QueueRenew", testQueueRenew},
+	{"QueueNoticeKeepsEntry", testQueueNoticeKeepsEntry},
 }
 
 func queueOne(t *testing.T, s store.Store, id string, next time.Time, rcpts ...string) store.BlobRef {
@@ -178,5 +181,139 @@ func testQueueLeaseConcurrent(t *testing.T, open Opener) {
 		if c != 1 {
 			t.Errorf("%s leased %d times", id, c)
 		}
+	}
+}
+
+// testQueueRetryDuringLease: a retry asked for while a worker holds the entry survives the worker's settle, which
+// would otherwise push the next attempt out by its backoff; a retry made before the lease is answered by it.
+func testQueueRetryDuringLease(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s, _ := openT(t, open)
+	now := time.Now()
+	queueOne(t, s, "R1", now.Add(-time.Second), "x@remote.net")
+	leaseOne := func() store.OutboundMessage {
+		t.Helper()
+		at := time.Now().Add(time.Second)
+		got, err := s.LeaseQueued(ctx, at, at.Add(time.Hour), 10)
+		must(t, err)
+		if len(got) != 1 {
+			t.Fatalf("lease = %+v", got)
+		}
+		return got[0]
+	}
+	m := leaseOne()
+	before := time.Now()
+	must(t, s.RetryQueued(ctx, "")) // postern queue flush, during the attempt
+	m.Attempts, m.NextAttempt, m.LastError = 1, before.Add(time.Hour), "451 4.4.1 no answer"
+	must(t, s.SettleQueued(ctx, m, nil))
+	q, err := s.GetQueued(ctx, "R1")
+	must(t, err)
+	if q.NextAttempt.After(time.Now()) || q.NextAttempt.Before(before.Add(-time.Millisecond)) || q.Attempts != 1 {
+		t.Fatalf("flush during the attempt lost: next attempt %v (flushed at %v), attempts %d", q.NextAttempt, before, q.Attempts)
+	}
+	// The same with retry ID.
+	m = leaseOne()
+	before = time.Now()
+	must(t, s.RetryQueued(ctx, "R1"))
+	m.NextAttempt = before.Add(time.Hour)
+	must(t, s.SettleQueued(ctx, m, nil))
+	if q, _ := s.GetQueued(ctx, "R1"); q.NextAttempt.After(time.Now()) {
+		t.Fatalf("retry during the attempt lost: next attempt %v", q.NextAttempt)
+	}
+	// A retry made before the lease was answered by that attempt: the settle's backoff stands.
+	must(t, s.RetryQueued(ctx, "R1"))
+	m = leaseOne()
+	m.NextAttempt = time.Now().Add(time.Hour)
+	must(t, s.SettleQueued(ctx, m, nil))
+	if q, _ := s.GetQueued(ctx, "R1"); q.NextAttempt.UnixMilli() != m.NextAttempt.UnixMilli() {
+		t.Fatalf("an old retry overrode the backoff: next attempt %v, want %v", q.NextAttempt, m.NextAttempt)
+	}
+	// A backoff earlier than the request keeps the earlier time.
+	must(t, s.RetryQueued(ctx, "R1"))
+	m = leaseOne()
+	must(t, s.RetryQueued(ctx, "R1"))
+	m.NextAttempt = now.Add(-time.Hour)
+	must(t, s.SettleQueued(ctx, m, nil))
+	if q, _ := s.GetQueued(ctx, "R1"); q.NextAttempt.UnixMilli() != m.NextAttempt.UnixMilli() {
+		t.Fatalf("next attempt %v, want the earlier %v", q.NextAttempt, m.NextAttempt)
+	}
+}
+
+// testQueueRenew: a heartbeat moves the lease on; a stale or lost lease can neither be renewed nor settled.
+func testQueueRenew(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s, _ := openT(t, open)
+	now := time.Now()
+	queueOne(t, s, "H1", now.Add(-time.Second), "x@remote.net")
+	got, err := s.LeaseQueued(ctx, now, now.Add(time.Minute), 10)
+	must(t, err)
+	if len(got) != 1 {
+		t.Fatalf("lease = %+v", got)
+	}
+	m := got[0]
+	renewed := now.Add(2 * time.Minute)
+	must(t, s.RenewQueued(ctx, "H1", m.LeaseUntil, renewed))
+	if q, _ := s.GetQueued(ctx, "H1"); q.LeaseUntil.UnixMilli() != renewed.UnixMilli() {
+		t.Fatalf("LeaseUntil after renewal %v, want %v", q.LeaseUntil, renewed)
+	}
+	// Past the first lease but within the renewed one, nobody else takes it.
+	if got, _ := s.LeaseQueued(ctx, now.Add(90*time.Second), now.Add(time.Hour), 10); len(got) != 0 {
+		t.Fatalf("a renewed lease was taken: %+v", got)
+	}
+	if err := s.RenewQueued(ctx, "H1", m.LeaseUntil, now.Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("renew with a stale lease: %v", err)
+	}
+	if err := s.SettleQueued(ctx, m, nil); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("settle with the lease before renewal: %v", err)
+	}
+	// The renewed lease runs out (the worker died): another worker takes the entry, the old one has lost it.
+	later := renewed.Add(time.Second)
+	got, err = s.LeaseQueued(ctx, later, later.Add(time.Minute), 10)
+	must(t, err)
+	if len(got) != 1 {
+		t.Fatalf("lease after the renewed lease ran out = %+v", got)
+	}
+	if err := s.RenewQueued(ctx, "H1", renewed, later.Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("renew of a lease another worker took: %v", err)
+	}
+	m = got[0]
+	m.Recipients[0].Status = "sent"
+	must(t, s.SettleQueued(ctx, m, nil))
+	if err := s.RenewQueued(ctx, "H1", m.LeaseUntil, later.Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("renew of a settled entry: %v", err)
+	}
+}
+
+// testQueueNoticeKeepsEntry: an entry whose recipients are all done stays while one of them is owed a notice.
+func testQueueNoticeKeepsEntry(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s, _ := openT(t, open)
+	now := time.Now()
+	queueOne(t, s, "N1", now.Add(-time.Second), "x@remote.net", "y@remote.net")
+	got, err := s.LeaseQueued(ctx, now, now.Add(time.Minute), 10)
+	must(t, err)
+	m := got[0]
+	m.Recipients[0].Status = "sent"
+	m.Recipients[1].Status = "failed"
+	m.Recipients[1].Notice = &store.OutboundNotice{Action: "failed", Status: "5.1.1", Diagnostic: "550 5.1.1 No such user"}
+	m.NextAttempt = now.Add(time.Minute)
+	must(t, s.SettleQueued(ctx, m, nil))
+	q, err := s.GetQueued(ctx, "N1")
+	if err != nil {
+		t.Fatalf("entry owed a notice was removed: %v", err)
+	}
+	if n := q.Recipients[1].Notice; n == nil || *n != *m.Recipients[1].Notice || q.Recipients[1].Status != "failed" {
+		t.Fatalf("notice after settle: %+v", q.Recipients[1])
+	}
+	got, err = s.LeaseQueued(ctx, now.Add(2*time.Minute), now.Add(3*time.Minute), 10)
+	must(t, err)
+	if len(got) != 1 {
+		t.Fatalf("entry owed a notice not leased again: %+v", got)
+	}
+	m = got[0]
+	m.Recipients[1].Notice = nil
+	must(t, s.SettleQueued(ctx, m, nil))
+	if _, err := s.GetQueued(ctx, "N1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("entry stays after its notice went: %v", err)
 	}
 }
