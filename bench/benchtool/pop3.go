@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/bench/internal/benchutil"
+)
+
+// cmdPOP3 logs in with USER/PASS and RETRs every message of the maildrop in order, one command at a time (RFC
+// 1939 5), then QUITs without DELE so the next run finds the same maildrop.
+func cmdPOP3(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("pop3", flag.ExitOnError)
+	var c common
+	c.register(fs)
+	addr := fs.String("addr", "127.0.0.1:110", "POP3 server")
+	user := fs.String("user", "", "user")
+	pass := fs.String("pass", "", "password")
+	count := fs.Int("count", 1000, "messages expected in the maildrop")
+	fs.Parse(args)
+	conn, err := (&net.Dialer{Timeout: 30 * time.Second}).DialContext(ctx, "tcp", *addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	p := &popConn{r: bufio.NewReaderSize(conn, 64<<10), w: bufio.NewWriter(conn)}
+	if _, err := p.status(); err != nil {
+		return fmt.Errorf("greeting: %w", err)
+	}
+	start := time.Now()
+	if _, err := p.cmd("USER " + *user); err != nil {
+		return err
+	}
+	if _, err := p.cmd("PASS " + *pass); err != nil {
+		return err
+	}
+	login := time.Since(start)
+	stat, err := p.cmd("STAT")
+	if err != nil {
+		return err
+	}
+	var n, octets int
+	if _, err := fmt.Sscanf(stat, "%d %d", &n, &octets); err != nil || n < *count {
+		return fmt.Errorf("STAT %q: want at least %d messages", stat, *count)
+	}
+	start = time.Now()
+	var bytes int64
+	for i := 1; i <= *count; i++ {
+		if _, err := p.cmd(fmt.Sprintf("RETR %d", i)); err != nil {
+			return err
+		}
+		m, err := p.multiline()
+		if err != nil {
+			return fmt.Errorf("RETR %d: %w", i, err)
+		}
+		bytes += m
+	}
+	elapsed := time.Since(start)
+	if _, err := p.cmd("QUIT"); err != nil {
+		return err
+	}
+	return benchutil.AppendResult(c.out, benchutil.Result{Workload: "pop3", Server: c.server, Run: c.run, Metrics: map[string]float64{
+		"retr_msgs_per_s": float64(*count) / elapsed.Seconds(),
+		"retr_mb_per_s":   float64(bytes) / 1e6 / elapsed.Seconds(),
+		"retr_all_s":      elapsed.Seconds(),
+		"login_ms":        benchutil.Ms(login),
+	}})
+}
+
+// popConn is the little of a POP3 client the benchmark needs.
+type popConn struct {
+	r *bufio.Reader
+	w *bufio.Writer
+}
+
+func (p *popConn) cmd(line string) (string, error) {
+	if _, err := p.w.WriteString(line + "\r\n"); err != nil {
+		return "", err
+	}
+	if err := p.w.Flush(); err != nil {
+		return "", err
+	}
+	verb, _, _ := strings.Cut(line, " ")
+	s, err := p.status()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", verb, err)
+	}
+	return s, nil
+}
+
+// status reads a status line: the text after +OK, or an error for -ERR.
+func (p *popConn) status() (string, error) {
+	line, err := p.r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if rest, ok := strings.CutPrefix(line, "+OK"); ok {
+		return strings.TrimSpace(rest), nil
+	}
+	return "", fmt.Errorf("server: %q", line)
+}
+
+// multiline reads a multi-line response up to the terminating "." line and returns the bytes read.
+func (p *popConn) multiline() (int64, error) {
+	var n int64
+	partial := false // the previous read ended inside a long line
+	for {
+		line, err := p.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			n += int64(len(line))
+			partial = true
+			continue
+		}
+		if err == io.EOF {
+			return n, io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return n, err
+		}
+		if !partial && len(line) <= 3 && line[0] == '.' && (len(line) == 2 || line[1] == '\r') {
+			return n, nil
+		}
+		n += int64(len(line))
+		partial = false
+	}
+}
