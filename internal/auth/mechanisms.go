@@ -47,15 +47,6 @@ func (s *Service) MechanismsFor(tlsState *tls.ConnectionState) []string {
 	return m
 }
 
-// Mechanisms lists PLAIN and LOGIN, what SASL without connection state always supports. Protocol servers that
-// pass the TLS state use MechanismsFor instead.
-func (s *Service) Mechanisms() []string { return []string{MechPlain, MechLogin} }
-
-// SASL returns a server for mech on a connection whose TLS state the caller does not pass: SASLConn without TLS.
-func (s *Service) SASL(ctx context.Context, ip netip.Addr, mech string, onSuccess func(store.User)) (sasl.Server, error) {
-	return s.SASLConn(ctx, SASLRequest{IP: ip, Mech: mech, OnSuccess: onSuccess})
-}
-
 // SASLConn returns a server for r.Mech, which must be one MechanismsFor(r.TLS) lists. Every mechanism goes
 // through the same lockout, failure delay and failure log line as Authenticate; errors wrap ErrInvalidCredentials
 // or ErrLockedOut as Authenticate's do.

@@ -163,8 +163,8 @@ func TestMechanismsFor(t *testing.T) {
 			t.Errorf("%s: %s; want %s", tt.name, got, tt.want)
 		}
 	}
-	if got := plain.Mechanisms(); !slices.Equal(got, []string{"PLAIN", "LOGIN"}) {
-		t.Errorf("Mechanisms() = %v", got)
+	if got := plain.MechanismsFor(nil); !slices.Equal(got, []string{"PLAIN", "LOGIN"}) {
+		t.Errorf("MechanismsFor(nil) = %v", got)
 	}
 	// A mechanism not offered on the connection is refused.
 	for _, m := range []string{"EXTERNAL", "SCRAM-SHA-256-PLUS", "DIGEST-MD5", "GSSAPI"} {
@@ -172,7 +172,7 @@ func TestMechanismsFor(t *testing.T) {
 			t.Errorf("%s accepted without TLS", m)
 		}
 	}
-	if _, err := plain.SASL(context.Background(), testIP, "CRAM-MD5", nil); err == nil {
+	if _, err := plain.SASLConn(context.Background(), SASLRequest{IP: testIP, Mech: "CRAM-MD5"}); err == nil {
 		t.Error("CRAM-MD5 accepted while not enabled")
 	}
 }
@@ -216,7 +216,7 @@ func TestSCRAMService(t *testing.T) {
 	if _, err := s.Authenticate(ctx, testIP, "old@example.org", timPassword); err != nil {
 		t.Fatal(err)
 	}
-	srv, _ := s.SASL(ctx, testIP, "SCRAM-SHA-256", nil)
+	srv, _ := s.SASLConn(ctx, SASLRequest{IP: testIP, Mech: "SCRAM-SHA-256"})
 	c, _ := scram.SHA256.NewClient("old@example.org", timPassword, "")
 	if err := scramExchange(c.NewConversation(), srv); err != nil {
 		t.Errorf("SCRAM after the upgrade: %v", err)
@@ -301,7 +301,7 @@ func TestCRAMService(t *testing.T) {
 		{cramClient{strings.Repeat("a", 2000), "pencil"}, false},
 	} {
 		var got store.User
-		srv, err := s.SASL(ctx, testIP, "CRAM-MD5", func(u store.User) { got = u })
+		srv, err := s.SASLConn(ctx, SASLRequest{IP: testIP, Mech: "CRAM-MD5", OnSuccess: func(u store.User) { got = u }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,7 +319,7 @@ func TestCRAMService(t *testing.T) {
 	if _, err := s.Authenticate(ctx, testIP, "bob@example.org", "pencil"); err != nil {
 		t.Fatal(err)
 	}
-	srv, _ := s.SASL(ctx, testIP, "CRAM-MD5", nil)
+	srv, _ := s.SASLConn(ctx, SASLRequest{IP: testIP, Mech: "CRAM-MD5"})
 	if err := exchange(cramClient{"bob@example.org", "pencil"}, srv); err != nil {
 		t.Errorf("CRAM-MD5 after the upgrade: %v", err)
 	}

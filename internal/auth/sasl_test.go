@@ -149,8 +149,8 @@ func TestSASLService(t *testing.T) {
 	t.Parallel()
 	s := newService(t, newUsers(t), nil)
 	ctx := context.Background()
-	if got := s.Mechanisms(); !slices.Equal(got, []string{"PLAIN", "LOGIN"}) {
-		t.Errorf("Mechanisms() = %v", got)
+	if got := s.MechanismsFor(nil); !slices.Equal(got, []string{"PLAIN", "LOGIN"}) {
+		t.Errorf("MechanismsFor(nil) = %v", got)
 	}
 	for _, tt := range []struct {
 		mech   string
@@ -165,7 +165,7 @@ func TestSASLService(t *testing.T) {
 		{"LOGIN", sasl.NewLoginClient("tim@example.org", "wrong"), false},
 	} {
 		var got store.User
-		srv, err := s.SASL(ctx, testIP, tt.mech, func(u store.User) { got = u })
+		srv, err := s.SASLConn(ctx, SASLRequest{IP: testIP, Mech: tt.mech, OnSuccess: func(u store.User) { got = u }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +177,7 @@ func TestSASLService(t *testing.T) {
 			t.Errorf("%s: err %v, user %+v; want ErrInvalidCredentials", tt.mech, err, got)
 		}
 	}
-	if _, err := s.SASL(ctx, testIP, "GSSAPI", nil); err == nil {
+	if _, err := s.SASLConn(ctx, SASLRequest{IP: testIP, Mech: "GSSAPI"}); err == nil {
 		t.Error("unknown mechanism accepted")
 	}
 }
