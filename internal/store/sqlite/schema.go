@@ -142,6 +142,28 @@ var migrations = []string{
 	// 7: queue.retry_at: when an admin asked for a retry (queue flush/retry, milliseconds; 0: none) while a worker
 	// held the entry, so the worker's settle does not push the next attempt past the request.
 	`ALTER TABLE queue ADD COLUMN retry_at INTEGER NOT NULL DEFAULT 0;`,
+
+	// 8: the per-user statistical spam filter (internal/filter/bayes): trained message counts, token counts (a
+	// token is a 64-bit hash) and the content keys of trained messages, so each is learned once, in one class.
+	`CREATE TABLE bayes_totals (
+		user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+		nspam INTEGER NOT NULL DEFAULT 0,
+		nham INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE bayes_tokens (
+		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		token INTEGER NOT NULL,
+		nspam INTEGER NOT NULL DEFAULT 0,
+		nham INTEGER NOT NULL DEFAULT 0,
+		atime INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (user_id, token)
+	) WITHOUT ROWID;
+	CREATE TABLE bayes_seen (
+		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		msg_key TEXT NOT NULL,
+		spam INTEGER NOT NULL,
+		PRIMARY KEY (user_id, msg_key)
+	) WITHOUT ROWID;`,
 }
 
 // migrate brings the schema to the newest version. Several processes may race here (server and CLI): the
