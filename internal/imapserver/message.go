@@ -82,6 +82,7 @@ func (c *session) cmdStore(tag string, p *parser) error {
 			return storeError(err, "Mailbox")
 		}
 	}
+	c.trainStore(v.mbox.ID, op, clean, uids)()
 	c.answerStore(res, silent)
 	return nil
 }
@@ -188,11 +189,15 @@ func (c *session) cmdCopy(tag string, p *parser) error {
 	if len(uids) == 0 {
 		return nil
 	}
+	// The blobs are looked up before the copy (after a MOVE the source rows are gone); the trainer hears of them
+	// only once the copy is committed.
+	train := c.trainCopy(v.mbox, dst, uids, move)
 	res, err := c.opts().Store.Copy(c.ctx, store.CopyRequest{SrcMailboxID: v.mbox.ID, UIDs: uidSetOf(uids),
 		DstMailboxID: dst.ID, Move: move})
 	if err != nil {
 		return storeError(err, "Mailbox")
 	}
+	train()
 	code := ""
 	if len(res.SrcUIDs) > 0 {
 		code = fmt.Sprintf("COPYUID %d %s %s", res.UIDValidity, appendSeqList(nil, res.SrcUIDs), appendSeqList(nil, res.DstUIDs))

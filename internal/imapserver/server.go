@@ -68,6 +68,8 @@ type Options struct {
 	IdleTimeout time.Duration
 	Store       Store
 	Auth        Authenticator
+	// JunkTrainer, when set, learns from messages users move into or out of Junk (see JunkTrainer).
+	JunkTrainer JunkTrainer
 	Logger      *slog.Logger
 }
 
