@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/directory"
+	"github.com/postern/postern/internal/filter"
 	"github.com/postern/postern/internal/mail"
 	"github.com/postern/postern/internal/mail/msginfo"
 	"github.com/postern/postern/internal/maillog"
@@ -35,8 +36,14 @@ type Options struct {
 	Directory Resolver
 	Store     Store
 	Hostname  string
-	MailLog   *maillog.Logger
-	Logger    *slog.Logger
+	// SpoolDir holds messages larger than SpoolMemory while the DATA-stage checks read them ("": the system's
+	// temporary directory); SpoolMemory defaults to 4 MiB.
+	SpoolDir    string
+	SpoolMemory int64
+	// Classifier is each local user's own spam filter (bayes); nil: none.
+	Classifier filter.UserClassifier
+	MailLog    *maillog.Logger
+	Logger     *slog.Logger
 }
 
 // Agent delivers accepted messages.
@@ -75,10 +82,16 @@ func New(o Options) (*Agent, error) {
 type plan struct {
 	users  []store.User
 	remote []store.OutboundRecipient
+	// mailbox is the mailbox of a user's copy when it is not INBOX (the Junk mailbox).
+	mailbox map[int64]string
 }
 
 // Deliver reads body and commits it for every recipient of env. It returns nil only after the commit is durable.
-func (a *Agent) Deliver(ctx context.Context, env *mail.Envelope, body io.Reader) error {
+// fs is the SMTP connection's filter session (nil: no checks): the message is then spooled, the DATA stage runs
+// on it, a refusal becomes an *Error with the checks' reply, and the stored copy carries the checks' headers
+// (Authentication-Results first, forged ones removed) and goes into Junk where the outcome or a user's own
+// classifier says so.
+func (a *Agent) Deliver(ctx context.Context, env *mail.Envelope, body io.Reader, fs *filter.Session) error {
 	p, err := a.plan(ctx, env)
 	if err != nil {
 		return err
@@ -87,6 +100,49 @@ func (a *Agent) Deliver(ctx context.Context, env *mail.Envelope, body io.Reader)
 		io.Copy(io.Discard, body)
 		return &Error{Code: 550, Enhanced: "5.1.1", Message: "No deliverable recipients", Err: directory.ErrUnknownRecipient}
 	}
+	if fs == nil {
+		return a.commit(ctx, env, p, body)
+	}
+	sp, err := newSpool(body, a.opts.SpoolDir, a.opts.SpoolMemory)
+	if err != nil {
+		return &Error{Code: 451, Enhanced: "4.3.0", Message: "Error processing message", Err: err}
+	}
+	defer sp.close()
+	msg, parsed := sp.message()
+	o := fs.Data(ctx, msg)
+	if o.Verdict.Action >= filter.Tempfail {
+		code, enh, text := o.Verdict.Reply("data")
+		return &Error{Code: code, Enhanced: enh, Message: text, Err: fmt.Errorf("filter: %s", o.Verdict.Reason)}
+	}
+	a.sortJunk(ctx, env, &p, msg, o)
+	r, err := sp.open()
+	if err != nil {
+		return &Error{Code: 451, Enhanced: "4.3.0", Message: "Error processing message", Err: err}
+	}
+	defer r.Close()
+	if !parsed && o.StripAuthResults != "" {
+		// WriteMessage needs a parseable header block to remove forged Authentication-Results; this one is not
+		// (a body with no header at all, a line without a colon), so a line-wise pass does it.
+		r = stripAuthResults(r, o.StripAuthResults)
+		defer r.Close() // stops the stripper when the commit ends early
+		o.StripAuthResults = ""
+	}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := filter.WriteMessage(pw, r, "", o)
+		pw.CloseWithError(err)
+	}()
+	err = a.commit(ctx, env, p, pr)
+	pr.Close() // a commit that stopped reading early unblocks the writer
+	<-done
+	return err
+}
+
+// commit stores body for the plan's local users (one blob, with Return-Path) and queues it for its remote
+// recipients, in one durable store transaction.
+func (a *Agent) commit(ctx context.Context, env *mail.Envelope, p plan, body io.Reader) error {
 	blobs := a.opts.Store.Blobs()
 	d := &store.Delivery{QueueID: env.QueueID, InternalDate: env.ReceivedAt}
 	if d.InternalDate.IsZero() {
@@ -113,7 +169,11 @@ func (a *Agent) Deliver(ctx context.Context, env *mail.Envelope, body io.Reader)
 		d.Meta = a.parse(ctx, ref.ID)
 	}
 	for _, u := range p.users {
-		d.Local = append(d.Local, store.LocalCopy{UserID: u.ID})
+		c := store.LocalCopy{UserID: u.ID, Mailbox: p.mailbox[u.ID]}
+		if c.Mailbox != "" {
+			c.Flags = []string{"$Junk"} // the IANA keyword (RFC 5788) clients show as "marked as junk"
+		}
+		d.Local = append(d.Local, c)
 	}
 	if len(p.remote) > 0 {
 		out, err := a.outbound(ctx, env, ref, len(prefix), p.remote)
@@ -216,8 +276,12 @@ func (a *Agent) outbound(ctx context.Context, env *mail.Envelope, local store.Bl
 
 func (a *Agent) logDone(env *mail.Envelope, p plan, size int64) {
 	for _, u := range p.users {
+		box := p.mailbox[u.ID]
+		if box == "" {
+			box = "INBOX"
+		}
 		a.opts.MailLog.Log(maillog.Event{QueueID: env.QueueID, Event: "delivered", From: env.From.String(), To: u.Address,
-			Size: size, Status: "250 2.0.0", Detail: "mailbox INBOX"})
+			Size: size, Status: "250 2.0.0", Detail: "mailbox " + box})
 	}
 	for _, r := range p.remote {
 		a.opts.MailLog.Log(maillog.Event{QueueID: env.QueueID, Event: "queued", From: env.From.String(), To: r.Address,

@@ -73,7 +73,7 @@ func TestLocalAndRemote(t *testing.T) {
 	env := &mail.Envelope{QueueID: "Q1", From: addr("sender@remote.net"), Ret: "HDRS", EnvID: "E1",
 		Recipients: []mail.Recipient{{Addr: addr("team@example.org")}, {Addr: addr("x@other.net"), Notify: []string{"FAILURE"}}}}
 	body := "Received: from x\r\nSubject: hi\r\n\r\nbody\r\n"
-	if err := a.Deliver(ctx, env, strings.NewReader(body)); err != nil {
+	if err := a.Deliver(ctx, env, strings.NewReader(body), nil); err != nil {
 		t.Fatal(err)
 	}
 	ma, mb := inbox(t, st, "a@example.org"), inbox(t, st, "b@example.org")
@@ -127,7 +127,7 @@ func TestFailures(t *testing.T) {
 	a, st := setup(t)
 	ctx := context.Background()
 	env := &mail.Envelope{QueueID: "Q2", From: addr("s@remote.net"), Recipients: []mail.Recipient{{Addr: addr("a@example.org")}}}
-	err := a.Deliver(ctx, env, io.MultiReader(strings.NewReader("Subject: x\r\n"), failing{}))
+	err := a.Deliver(ctx, env, io.MultiReader(strings.NewReader("Subject: x\r\n"), failing{}), nil)
 	var de *Error
 	if !errors.As(err, &de) || de.Code != 451 {
 		t.Fatalf("broken body: %v", err)
@@ -136,7 +136,7 @@ func TestFailures(t *testing.T) {
 		t.Fatalf("partial message delivered (%d)", n)
 	}
 	env.Recipients = []mail.Recipient{{Addr: addr("small@example.org")}}
-	err = a.Deliver(ctx, env, strings.NewReader(strings.Repeat("x", 100)))
+	err = a.Deliver(ctx, env, strings.NewReader(strings.Repeat("x", 100)), nil)
 	if !errors.As(err, &de) || de.Code != 552 || de.Enhanced != "5.2.2" {
 		t.Fatalf("over quota: %v", err)
 	}

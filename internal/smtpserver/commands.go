@@ -71,6 +71,9 @@ func (c *session) cmdAuth(arg string) *reply {
 		}
 	}
 	c.user = &user
+	if c.fs != nil {
+		c.fs.SetAuthUser(user.Address)
+	}
 	c.log = c.log.With("user", user.Address)
 	c.log.Info("authenticated", "mech", mech)
 	return &reply{235, "2.7.0", "Authentication successful"}
@@ -155,6 +158,17 @@ func (c *session) cmdMail(arg string) *reply {
 	}
 	if r := c.checkSender(tx); r != nil {
 		return r
+	}
+	// The queue ID exists from MAIL on, so the mail log lines of a refused MAIL or RCPT carry it.
+	tx.env.QueueID = newQueueID()
+	if c.fs != nil && !tx.discard {
+		c.tx = tx // for the mail log line
+		r := c.filterReply("mail", c.fs.Mail(c.ctx, tx.env.QueueID, tx.env.From), "")
+		c.tx = nil
+		if r != nil {
+			c.fs.Reset()
+			return r
+		}
 	}
 	c.tx = tx
 	return &reply{250, "2.1.0", "Ok"}
@@ -288,10 +302,20 @@ func (c *session) cmdRcpt(arg string) *reply {
 			return &reply{555, "5.5.4", "Unsupported RCPT parameter " + k}
 		}
 	}
+	if c.held != nil && !c.tx.discard {
+		if r := c.filterReply("rcpt", *c.held, addr.String()); r != nil {
+			return r
+		}
+	}
 	if r := c.checkRecipient(addr); r != nil {
-		c.mailLog(maillog.Event{Event: "rejected", From: c.tx.env.From.String(), To: addr.String(),
+		c.mailLog(maillog.Event{QueueID: c.tx.env.QueueID, Event: "rejected", From: c.tx.env.From.String(), To: addr.String(),
 			Status: strconv.Itoa(r.code) + " " + r.enhanced, Detail: r.text})
 		return r
+	}
+	if c.fs != nil && !c.tx.discard {
+		if r := c.filterReply("rcpt", c.fs.Rcpt(c.ctx, addr), addr.String()); r != nil {
+			return r
+		}
 	}
 	c.tx.env.Recipients = append(c.tx.env.Recipients, rcpt)
 	return &reply{250, "2.1.5", "Ok"}

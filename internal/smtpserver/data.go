@@ -142,12 +142,17 @@ func (c *session) refreshDeadline() {
 func (c *session) finishTx(r reply) {
 	c.send(r)
 	c.tx = nil
+	if c.fs != nil {
+		c.fs.Reset()
+	}
 }
 
 // accept reads the message from r, checks it and delivers it; the reply says what happened.
 func (c *session) accept(r io.Reader) (reply, error) {
 	tx := c.tx
-	tx.env.QueueID = newQueueID()
+	if tx.env.QueueID == "" {
+		tx.env.QueueID = newQueueID()
+	}
 	tx.env.Recipients = append([]mail.Recipient(nil), tx.env.Recipients...)
 	// The header block is read first so the From: of a submission can be checked before anything is stored.
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -172,7 +177,7 @@ func (c *session) accept(r io.Reader) (reply, error) {
 		return reply{250, "2.0.0", "Ok: queued as " + tx.env.QueueID}, nil
 	}
 	counted := &countingReader{r: body}
-	err = c.opts().Deliverer.Deliver(c.ctx, &tx.env, counted)
+	err = c.opts().Deliverer.Deliver(c.ctx, &tx.env, counted, c.fs)
 	if err != nil {
 		var de *delivery.Error
 		if errors.As(err, &de) && !errors.Is(err, errTooBig) && !errors.Is(err, errBareLF) && counted.err == nil {

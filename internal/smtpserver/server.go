@@ -22,6 +22,7 @@ import (
 
 	"github.com/postern/postern/internal/auth"
 	"github.com/postern/postern/internal/connserver"
+	"github.com/postern/postern/internal/filter"
 	"github.com/postern/postern/internal/mail"
 	"github.com/postern/postern/internal/maillog"
 	"github.com/postern/postern/internal/store"
@@ -58,9 +59,16 @@ type Authenticator interface {
 	MechanismsFor(tlsState *tls.ConnectionState) []string
 }
 
-// Deliverer commits an accepted message (implemented by *delivery.Agent).
+// Deliverer commits an accepted message (implemented by *delivery.Agent). fs is the connection's filter session,
+// whose DATA stage delivery runs on the spooled message; nil when the listener has no filters.
 type Deliverer interface {
-	Deliver(ctx context.Context, env *mail.Envelope, body io.Reader) error
+	Deliver(ctx context.Context, env *mail.Envelope, body io.Reader, fs *filter.Session) error
+}
+
+// Filters runs a listener's inbound checks (implemented by *filter.Pipeline): Connect opens the session whose
+// HELO, MAIL, RCPT and DATA stages the SMTP session then runs.
+type Filters interface {
+	Connect(ctx context.Context, c filter.Conn) (*filter.Session, filter.Verdict)
 }
 
 // Options configure a Server. Zero limits take the defaults noted.
@@ -79,6 +87,7 @@ type Options struct {
 	Directory          Directory
 	Auth               Authenticator
 	Deliverer          Deliverer
+	Filters            Filters // nil: no checks
 	MailLog            *maillog.Logger
 	Logger             *slog.Logger
 }

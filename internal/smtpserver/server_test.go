@@ -23,6 +23,7 @@ import (
 
 	"github.com/postern/postern/internal/auth"
 	"github.com/postern/postern/internal/directory"
+	"github.com/postern/postern/internal/filter"
 	"github.com/postern/postern/internal/mail"
 	"github.com/postern/postern/internal/store"
 )
@@ -79,7 +80,7 @@ type fakeDeliverer struct {
 	msgs []string
 }
 
-func (f *fakeDeliverer) Deliver(_ context.Context, env *mail.Envelope, body io.Reader) error {
+func (f *fakeDeliverer) Deliver(_ context.Context, env *mail.Envelope, body io.Reader, _ *filter.Session) error {
 	b, err := io.ReadAll(body)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern/internal/filter"
 	"github.com/postern/postern/internal/mail"
 	"github.com/postern/postern/internal/maillog"
 	"github.com/postern/postern/internal/store"
@@ -54,6 +55,9 @@ type session struct {
 	errors   int
 	commands int
 	ipAction string // access table action for the client IP
+
+	fs   *filter.Session // the listener's checks; nil without filters
+	held *filter.Verdict // a connect or HELO stage refusal, answered at RCPT (Postfix's smtpd_delay_reject)
 }
 
 // transaction is one MAIL ... DATA exchange.
@@ -140,8 +144,58 @@ func (c *session) greet() bool {
 		c.flush()
 		return false
 	}
+	if f := c.opts().Filters; f != nil {
+		fs, v := f.Connect(c.ctx, filter.Conn{IP: c.ip, Listener: c.opts().Mode.String(), TLS: c.tls})
+		c.fs = fs
+		c.hold(v)
+	}
 	c.send(reply{220, "", c.opts().Hostname + " ESMTP Postern"})
 	return true
+}
+
+// hold keeps the first refusal of the connect or HELO stage. Like Postfix's default smtpd_delay_reject, it is
+// answered at each RCPT rather than at once: the session goes on (a client that cannot parse a refused greeting
+// would retry at once) and the mail log shows the sender and recipient of what was refused.
+func (c *session) hold(v filter.Verdict) {
+	if v.Action >= filter.Tempfail && c.held == nil {
+		c.held = &v
+	}
+}
+
+// exempt reports whether filter refusals before DATA are waived for this client: on the MX listener, a client
+// that authenticated or that the access table lets in (OK, RELAY) is trusted, as Postfix's usual
+// permit_sasl_authenticated / check_client_access before reject_rbl_client. The submission listeners' checks
+// (rate limits) are meant for authenticated users and always apply.
+func (c *session) exempt() bool {
+	if c.opts().Mode != ModeMX {
+		return false
+	}
+	return c.user != nil || c.ipAction == store.ActionOK || c.ipAction == store.ActionRelay
+}
+
+// filterReply turns a filter refusal at stage into the reply and its mail log line; nil when v lets the command
+// through (or the client is exempt).
+func (c *session) filterReply(stage string, v filter.Verdict, to string) *reply {
+	if v.Action < filter.Tempfail {
+		return nil
+	}
+	if c.exempt() {
+		c.log.Debug("filter refusal waived for trusted client", "stage", stage, "reason", v.Reason)
+		return nil
+	}
+	code, enh, text := v.Reply(stage)
+	e := maillog.Event{Event: "rejected", To: to, Status: fmt.Sprintf("%d %s", code, enh), Detail: text}
+	if v.Action == filter.Tempfail {
+		e.Event = "deferred"
+	}
+	if v.Reason != "" && v.Reason != text {
+		e.Detail = text + " (" + v.Reason + ")"
+	}
+	if c.tx != nil {
+		e.QueueID, e.From = c.tx.env.QueueID, c.tx.env.From.String()
+	}
+	c.mailLog(e)
+	return &reply{code, enh, text}
 }
 
 // readFailed answers a failed command read: shutdown, timeout or a vanished client.
@@ -316,6 +370,9 @@ func (c *session) resetTx() {
 		c.tx.chunks.abort()
 	}
 	c.tx = nil
+	if c.fs != nil {
+		c.fs.Reset()
+	}
 }
 
 func (c *session) cmdHelo(verb, arg string) *reply {
@@ -324,6 +381,9 @@ func (c *session) cmdHelo(verb, arg string) *reply {
 	}
 	c.resetTx()
 	c.helo, c.esmtp = strings.Fields(arg)[0], verb == "EHLO"
+	if c.fs != nil {
+		c.hold(c.fs.Helo(c.ctx, c.helo))
+	}
 	if !c.esmtp {
 		return &reply{250, "", c.opts().Hostname}
 	}
@@ -380,6 +440,9 @@ func (c *session) cmdStartTLS(arg string) error {
 	c.mu.Unlock()
 	c.br.Reset(tc)
 	c.bw.Reset(tc)
+	if c.fs != nil {
+		c.fs.SetTLS(true)
+	}
 	// RFC 3207 4.2: forget everything learned before TLS.
 	c.helo, c.esmtp, c.user, c.tx = "", false, nil, nil
 	return nil
