@@ -53,7 +53,6 @@ func session(t *testing.T, ch filter.Check) *filter.Session {
 	return fs
 }
 
-
 func copies(t *testing.T, a *Agent, address, box string) []store.Message {
 	t.Helper()
 	st := a.opts.Store.(interface {
