@@ -164,6 +164,15 @@ var migrations = []string{
 		spam INTEGER NOT NULL,
 		PRIMARY KEY (user_id, msg_key)
 	) WITHOUT ROWID;`,
+
+	// 9: a small key-value table with expiry (store.KV) for filter state: greylisting triplets and
+	// whitelisted clients, daily per-domain send counters. Expired rows are purged by KVPurge.
+	`CREATE TABLE kv (
+		key TEXT PRIMARY KEY,
+		value BLOB NOT NULL,
+		expires INTEGER NOT NULL DEFAULT 0
+	) WITHOUT ROWID;
+	CREATE INDEX kv_expires ON kv(expires) WHERE expires > 0;`,
 }
 
 // migrate brings the schema to the newest version. Several processes may race here (server and CLI): the
