@@ -67,3 +67,34 @@ func TestFetchStreamsBigBody(t *testing.T) {
 		"* 1 FETCH (BODY[TEXT] "+lit(body)+" BODY[]<100> "+lit(msg[100:300100])+")")
 	same(tc.cmd("FETCH 1 (RFC822)").ok(), `* 1 FETCH (FLAGS (\Seen \Recent) RFC822 `+lit(msg)+")")
 }
+
+// TestFetchStreamsBigParts: BODY[n] of a big part and BODY[n.TEXT] of a big encapsulated message stream from the
+// blob too, and give the same octets as the in-memory path.
+func TestFetchStreamsBigParts(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.MaxMessageBytes = 8 << 20 })
+	var big strings.Builder
+	for i := 0; big.Len() < 2*streamMin; i++ {
+		fmt.Fprintf(&big, "line %07d of a big part, long enough to matter\r\n", i)
+	}
+	part1 := big.String()
+	inner := "Subject: inner\r\n\r\n" + part1
+	msg := "Subject: parts\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n" +
+		"--B\r\nContent-Type: text/plain\r\n\r\n" + part1 + "\r\n--B\r\nContent-Type: message/rfc822\r\n\r\n" + inner +
+		"\r\n--B--\r\n"
+	e.deliver("INBOX", msg)
+	tc := e.login()
+	tc.cmd("SELECT INBOX").ok()
+	lit := func(s string) string { return fmt.Sprintf("{%d}\r\n%s", len(s), s) }
+	for _, c := range []struct{ cmd, want string }{
+		{"FETCH 1 (BODY.PEEK[1])", "* 1 FETCH (BODY[1] " + lit(part1) + ")"},
+		{"FETCH 1 (BODY.PEEK[2])", "* 1 FETCH (BODY[2] " + lit(inner) + ")"},
+		{"FETCH 1 (BODY.PEEK[2.TEXT])", "* 1 FETCH (BODY[2.TEXT] " + lit(part1) + ")"},
+		{"FETCH 1 (BODY.PEEK[1]<10.300000>)", "* 1 FETCH (BODY[1]<10> " + lit(part1[10:300010]) + ")"},
+		{"FETCH 1 (BODY.PEEK[1]<10.20>)", "* 1 FETCH (BODY[1]<10> " + lit(part1[10:30]) + ")"}, // small: in memory
+	} {
+		r := tc.cmd(c.cmd).ok()
+		if len(r.untagged) != 1 || r.untagged[0] != c.want {
+			t.Fatalf("%s: got %.200q, want %.200q", c.cmd, fmt.Sprint(r.untagged), c.want)
+		}
+	}
+}

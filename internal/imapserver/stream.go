@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// streamMin is the size from which BODY[] / BODY[TEXT] (and RFC822, RFC822.TEXT) are copied from the blob store
+// streamMin is the size from which BODY[] / BODY[TEXT] / BODY[part] (and RFC822, RFC822.TEXT) are copied from the blob store
 // to the connection instead of being read into memory first: a FETCH of a 50 MiB message costs a buffer, not
 // 50 MiB (DESIGN.md: "BODY[] streams the blob").
 const streamMin = 256 << 10
@@ -16,22 +16,38 @@ const streamMin = 256 << 10
 const streamChunk = 256 << 10
 
 // streamRange reports whether item it is a contiguous range of the blob worth streaming, and which: the whole
-// message or the text of the message (RFC 9051 6.4.5 BODY[] / BODY[TEXT]), cut by a partial <offset.count>.
+// message, the text of the message or of an encapsulated message, or the body of a part (RFC 9051 6.4.5 BODY[],
+// BODY[TEXT], BODY[1.2], BODY[2.TEXT]), cut by a partial <offset.count>.
 func (f *fetchMsg) streamRange(it fetchItem) (start, n int64, ok bool) {
-	if it.kind != fSection || len(it.section.path) != 0 || f.blob != nil {
+	if it.kind != fSection || f.blob != nil {
 		return 0, 0, false
 	}
 	end := f.m.Size
-	switch it.section.specifier {
-	case "":
-	case "TEXT":
-		info, err := f.parsed()
-		if err != nil || info.Root.BodyStart > end {
+	path, spec := it.section.path, it.section.specifier
+	if len(path) > 0 || spec != "" {
+		if spec != "" && spec != "TEXT" {
 			return 0, 0, false
 		}
-		start = info.Root.BodyStart
-	default:
-		return 0, 0, false
+		info, err := f.parsed()
+		if err != nil {
+			return 0, 0, false
+		}
+		p := info.FindPart(path)
+		switch {
+		case p == nil:
+			return 0, 0, false
+		case spec == "" && len(path) > 0:
+			start, end = p.BodyStart, p.BodyEnd
+		case len(path) == 0: // TEXT of the message
+			start, end = info.Root.BodyStart, info.Root.BodyEnd
+		case p.Message != nil: // TEXT of an encapsulated message
+			start, end = p.Message.Root.BodyStart, p.Message.Root.BodyEnd
+		default:
+			return 0, 0, false
+		}
+		if start < 0 || end > f.m.Size || end < start {
+			return 0, 0, false
+		}
 	}
 	if it.partial {
 		start = min(start+it.offset, end)
