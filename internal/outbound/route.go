@@ -17,6 +17,8 @@ type hop struct {
 	port        int
 	relay       bool // the smarthost: TLS required and verified, AUTH with the relay credentials
 	implicitTLS bool
+	mx          bool // an MX host (or the implicit MX) of the recipient domain: MTA-STS and DANE apply
+	secure      bool // found by a DNSSEC-secure MX lookup (RFC 8689 5 for REQUIRETLS)
 }
 
 // failure is a made-up reply for a destination no server could be asked about.
@@ -64,7 +66,7 @@ func (c *Client) route(ctx context.Context, domain string) ([]hop, *failure) {
 		host, port := splitHostPort(t, c.opts.Port)
 		return []hop{{host: host, port: port}}, nil
 	}
-	mxs, _, err := c.opts.Resolver.LookupMX(ctx, domain)
+	mxs, mxRes, err := c.opts.Resolver.LookupMX(ctx, domain)
 	switch {
 	case errors.Is(err, dns.ErrNoData):
 		// RFC 5321 5.1: no MX records: the domain itself is the implicit MX, with preference 0.
@@ -84,7 +86,7 @@ func (c *Client) route(ctx context.Context, domain string) ([]hop, *failure) {
 	}
 	hops := make([]hop, len(ordered))
 	for i, mx := range ordered {
-		hops[i] = hop{host: mx.Host, port: c.opts.Port}
+		hops[i] = hop{host: mx.Host, port: c.opts.Port, mx: true, secure: mxRes.Authentic}
 	}
 	return hops, nil
 }
