@@ -17,15 +17,26 @@ import (
 	"github.com/postern/postern/internal/store"
 )
 
-// notify builds the DSN for the notices of one attempt, addressed to m's sender: local copies for a local sender,
-// a new queue entry (from the null sender) for a remote one. It returns nil when there is nothing to send; never
-// for a null sender (RFC 5321 6.1 and RFC 3461 6.2: a notification about a notification could loop forever).
-func (q *Queue) notify(ctx context.Context, m store.OutboundMessage, now time.Time, notices []reportRecipient) (*store.Delivery, error) {
+// notify builds the DSN for the notices of m's recipients, addressed to m's sender: local copies for a local
+// sender, a new queue entry (from the null sender) for a remote one. It returns nil when nothing is to be sent:
+// never for a null sender (RFC 5321 6.1 and RFC 3461 6.2: a notification about a notification could loop
+// forever; such a bounce that fails is dropped here, and logged). An error means the DSN could not be built now;
+// the caller keeps the notices for a later attempt.
+func (q *Queue) notify(ctx context.Context, m store.OutboundMessage, now time.Time) (*store.Delivery, error) {
+	var notices []reportRecipient
+	for _, r := range m.Recipients {
+		if n := r.Notice; n != nil {
+			notices = append(notices, reportRecipient{OutboundRecipient: r, Action: n.Action, Status: n.Status, Diagnostic: n.Diagnostic})
+		}
+	}
 	if len(notices) == 0 {
 		return nil, nil
 	}
 	if m.From == "" {
-		q.opts.MailLog.Log(maillog.Event{QueueID: m.ID, Event: "discarded", Detail: "no DSN for the null sender"})
+		for _, n := range notices {
+			q.opts.MailLog.Log(maillog.Event{QueueID: m.ID, Event: "discarded", To: n.Address, Status: n.Status,
+				Detail: "no DSN for the null sender: " + n.Action})
+		}
 		return nil, nil
 	}
 	sender, err := mail.ParseAddress(m.From)
@@ -43,7 +54,8 @@ func (q *Queue) notify(ctx context.Context, m store.OutboundMessage, now time.Ti
 	rep := report{Hostname: q.opts.Hostname, QueueID: m.ID, To: m.From, EnvID: m.EnvID, Arrival: m.CreatedAt, Date: now,
 		RetryUntil: m.CreatedAt.Add(q.opts.Expiry), Recipients: notices, OriginalLen: m.Size}
 	// RFC 3461 4.3: RET=HDRS asks for the header only; a delay warning never needs the whole message back.
-	rep.ReturnFull = !strings.EqualFold(m.Ret, "HDRS") && !onlyDelayed(notices)
+	// RFC 8689 5: a REQUIRETLS message is bounced as if RET=HDRS was given, whatever its RET says.
+	rep.ReturnFull = !strings.EqualFold(m.Ret, "HDRS") && !onlyDelayed(notices) && !m.RequireTLS
 	blobs := q.opts.Store.Blobs()
 	if orig, err := blobs.Open(ctx, m.BlobID); err == nil {
 		defer orig.Close()
@@ -78,7 +90,8 @@ func (q *Queue) notify(ctx context.Context, m store.OutboundMessage, now time.Ti
 		if d.Blob.ID == "" {
 			d.Blob = ref
 		}
-		out := &store.OutboundMessage{ID: id, BlobID: ref.ID, Size: ref.Size, NextAttempt: now, CreatedAt: now}
+		// RFC 8689 5: the DSN of a REQUIRETLS message carries its header, so it travels under REQUIRETLS too.
+		out := &store.OutboundMessage{ID: id, BlobID: ref.ID, Size: ref.Size, NextAttempt: now, CreatedAt: now, RequireTLS: m.RequireTLS}
 		for _, a := range res.Remote {
 			out.Recipients = append(out.Recipients, store.OutboundRecipient{Address: a.String(), Status: "queued"})
 		}
