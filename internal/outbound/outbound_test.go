@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -19,6 +20,9 @@ import (
 type lab struct {
 	mtas map[string]*fakeMTA // by IP
 	dns  *dns.Fake
+
+	mu    sync.Mutex // guards conns
+	conns []net.Conn // every connection dialled
 }
 
 func (l *lab) dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -28,7 +32,29 @@ func (l *lab) dial(ctx context.Context, network, addr string) (net.Conn, error) 
 		return nil, &net.OpError{Op: "dial", Net: network, Err: io.ErrClosedPipe}
 	}
 	var d net.Dialer
-	return d.DialContext(ctx, network, m.addr)
+	conn, err := d.DialContext(ctx, network, m.addr)
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, conn)
+		l.mu.Unlock()
+	}
+	return conn, err
+}
+
+// dials returns how many connections were opened.
+func (l *lab) dials() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+// cut closes every connection dialled so far, as a server that drops idle clients would.
+func (l *lab) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		c.Close()
+	}
 }
 
 func newLab() *lab {
