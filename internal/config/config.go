@@ -140,6 +140,20 @@ type Delivery struct {
 	Transport map[string]string `toml:"transport"`
 	// DKIM signs outgoing mail with the keys `postern dns records DOMAIN` created under data_dir/dkim.
 	DKIM bool `toml:"dkim"`
+	// MTASTS fetches and enforces recipient domains' MTA-STS policies (RFC 8461) from
+	// https://mta-sts.<domain>:MTASTSPort (443; tests set another).
+	MTASTS     bool `toml:"mta_sts"`
+	MTASTSPort int  `toml:"mta_sts_port"`
+	// DANE requires TLS authenticated by the MX host's TLSA records when the resolver validates DNSSEC
+	// (RFC 7672).
+	DANE bool `toml:"dane"`
+	// CAFile is a PEM file of more trust anchors (besides the system's) for verifying remote servers: the relay
+	// host, MX hosts under MTA-STS or REQUIRETLS, and MTA-STS policy hosts.
+	CAFile string `toml:"ca_file"`
+	// ConnectionCacheTime keeps a connection open this long after a delivery for the next message to the same
+	// host ("0": off); ConnectionReuseLimit caps the messages one connection carries.
+	ConnectionCacheTime  string `toml:"connection_cache_time"`
+	ConnectionReuseLimit int    `toml:"connection_reuse_limit"`
 }
 
 // SMTP holds limits of the SMTP listeners.
@@ -206,7 +220,8 @@ func Default() *Config {
 			Driver: "sqlite",
 		},
 		Delivery: Delivery{RemotePort: 25, MaxMessageSize: "50MiB", GroupCommit: true, Expiry: "5d", WarningDelay: "4h",
-			Workers: 8, RelayTLS: "starttls", Transport: map[string]string{}, DKIM: true},
+			Workers: 8, RelayTLS: "starttls", Transport: map[string]string{}, DKIM: true,
+			MTASTS: true, MTASTSPort: 443, DANE: true, ConnectionCacheTime: "5s", ConnectionReuseLimit: 100},
 		SMTP: SMTP{
 			MaxRecipients:  100,
 			MaxConnsPerIP:  20,
@@ -293,6 +308,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct{ key, val string }{
 		{"delivery.expiry", c.Delivery.Expiry},
 		{"delivery.warning_delay", c.Delivery.WarningDelay},
+		{"delivery.connection_cache_time", c.Delivery.ConnectionCacheTime},
 		{"auth.failure_delay", c.Auth.FailureDelay},
 		{"auth.lockout_window", c.Auth.LockoutWindow},
 		{"auth.lockout_duration", c.Auth.LockoutDuration},
@@ -345,6 +361,12 @@ func (d Delivery) validateOutbound() []error {
 	}
 	if (d.RelayUser == "") != (d.RelayPassword == "") {
 		errs = append(errs, errors.New("delivery: relay_user and relay_password must be set together"))
+	}
+	if d.MTASTSPort <= 0 || d.MTASTSPort > 65535 {
+		errs = append(errs, fmt.Errorf("delivery.mta_sts_port: %d is not a port", d.MTASTSPort))
+	}
+	if d.ConnectionReuseLimit < 1 {
+		errs = append(errs, fmt.Errorf("delivery.connection_reuse_limit: %d must be at least 1", d.ConnectionReuseLimit))
 	}
 	switch d.RelayTLS {
 	case "starttls", "implicit":
