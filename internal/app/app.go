@@ -46,6 +46,7 @@ type App struct {
 	logFile  io.Closer
 	services []service
 	queue    *queue.Queue // outbound scheduler (queue.go)
+	outbound io.Closer    // its SMTP client: idle connections are closed after the scheduler stops (queue.go)
 
 	stopBG context.CancelFunc // stops background jobs
 	bg     sync.WaitGroup     // background jobs
