@@ -230,4 +230,3 @@ func LookupTXT(ctx context.Context, r dns.Resolver) func(string) ([]string, erro
 		return nil, &net.DNSError{Err: err.Error(), Name: name, IsNotFound: true}
 	}
 }
-
