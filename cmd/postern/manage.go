@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -180,29 +181,38 @@ func (c *cli) mailboxCmd() *cobra.Command {
 }
 
 func (c *cli) queueCmd() *cobra.Command {
-	return group("queue", "inspect and manage the outbound queue",
-		&cobra.Command{Use: "list", Short: "list queued messages", Args: cobra.NoArgs,
-			RunE: c.run(func(ctx context.Context, a *admin.Admin, _ []string) error {
-				q, err := a.QueueList(ctx)
-				for _, m := range q {
-					var rc []string
-					for _, r := range m.Recipients {
-						rc = append(rc, r.Address)
-					}
-					fmt.Fprintf(c.stdout, "%s\t%d\t%s\t<%s>\t%s\n", m.ID, m.Size, m.CreatedAt.Format("2006-01-02 15:04:05"), m.From, strings.Join(rc, ","))
-				}
+	var listJSON, showJSON bool
+	list := &cobra.Command{Use: "list", Short: "list queued messages: ID, age, size, sender, recipients (status), attempts, next attempt, last error",
+		Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, a *admin.Admin, _ []string) error {
+			q, err := a.QueueList(ctx)
+			if err != nil {
 				return err
-			})},
-		&cobra.Command{Use: "show ID", Short: "show one queued message", Args: cobra.ExactArgs(1),
-			RunE: c.run(func(ctx context.Context, a *admin.Admin, args []string) error {
-				m, err := a.QueueShow(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(m)
-			})},
+			}
+			if listJSON {
+				return c.printJSON(q)
+			}
+			return admin.WriteQueueList(c.stdout, q, time.Now())
+		})}
+	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+	show := &cobra.Command{Use: "show ID", Short: "show one queued message: its state, each recipient and the message header",
+		Args: cobra.ExactArgs(1),
+		RunE: c.run(func(ctx context.Context, a *admin.Admin, args []string) error {
+			m, err := a.QueueShow(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if showJSON {
+				return c.printJSON(m)
+			}
+			h, err := a.QueueHeader(ctx, m)
+			if err != nil {
+				return err
+			}
+			return admin.WriteQueueEntry(c.stdout, m, h, time.Now())
+		})}
+	show.Flags().BoolVar(&showJSON, "json", false, "print JSON")
+	return group("queue", "inspect and manage the outbound queue", list, show,
 		&cobra.Command{Use: "flush", Short: "retry every queued message now", Args: cobra.NoArgs,
 			RunE: c.run(func(ctx context.Context, a *admin.Admin, _ []string) error { return a.QueueFlush(ctx) })},
 		&cobra.Command{Use: "retry ID", Short: "retry one message now", Args: cobra.ExactArgs(1),
@@ -214,4 +224,10 @@ func (c *cli) queueCmd() *cobra.Command {
 				return a.QueueRemove(ctx, args[0])
 			})},
 	)
+}
+
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -167,9 +167,7 @@ func (q *Queue) reschedule(m *store.OutboundMessage, now time.Time) {
 // and logged, so a sender whose mailbox never takes them does not keep the entry forever).
 func (q *Queue) settle(ctx context.Context, l *lease, m store.OutboundMessage, now time.Time) {
 	if !slices.ContainsFunc(m.Recipients, func(r store.OutboundRecipient) bool { return r.Notice != nil }) {
-		if err := l.settle(ctx, m, nil); err != nil {
-			q.settleFailed(m, err)
-		}
+		q.settleRetrying(ctx, l, m)
 		return
 	}
 	bounce, err := q.notify(ctx, m, now)
@@ -182,7 +180,7 @@ func (q *Queue) settle(ctx context.Context, l *lease, m store.OutboundMessage, n
 			return
 		}
 		if errors.Is(err, errLeaseLost) {
-			q.settleFailed(m, err)
+			q.log.Warn("queue entry not settled: it was removed or another worker holds it", "queue_id", m.ID, "err", err)
 			return
 		}
 		err = fmt.Errorf("commit DSN: %w", err)
@@ -197,19 +195,33 @@ func (q *Queue) settle(ctx context.Context, l *lease, m store.OutboundMessage, n
 			m.NextAttempt = nextAttempt(now, m.CreatedAt, 2*q.opts.Expiry, q.opts.Jitter())
 		}
 	}
-	if err := l.settle(ctx, m, nil); err != nil {
-		q.settleFailed(m, err)
-	}
+	q.settleRetrying(ctx, l, m)
 }
 
-func (q *Queue) settleFailed(m store.OutboundMessage, err error) {
-	if errors.Is(err, errLeaseLost) {
-		q.log.Warn("queue entry not settled: it was removed or another worker holds it", "queue_id", m.ID, "err", err)
-		return
+// settleRetrying settles m without a DSN, trying again while the store fails (the heartbeat keeps the lease
+// meanwhile): an entry left unsettled is tried again after its lease, and its recipients that got a 250 in this
+// attempt would get the message a second time.
+func (q *Queue) settleRetrying(ctx context.Context, l *lease, m store.OutboundMessage) {
+	for try := 1; ; try++ {
+		err := l.settle(ctx, m, nil)
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, errLeaseLost):
+			q.log.Warn("queue entry not settled: it was removed or another worker holds it", "queue_id", m.ID, "err", err)
+			return
+		case try == 3:
+			q.log.Error("settle queue entry; it is tried again when its lease runs out", "queue_id", m.ID, "err", err)
+			return
+		}
+		q.log.Warn("settle queue entry; retrying", "queue_id", m.ID, "err", err)
+		select {
+		case <-ctx.Done():
+			q.log.Error("settle queue entry; it is tried again when its lease runs out", "queue_id", m.ID, "err", err)
+			return
+		case <-time.After(time.Duration(try) * time.Second):
+		}
 	}
-	// The lease runs out and the entry is tried again: a recipient that got its 250 in this attempt may get the
-	// message a second time, never zero times.
-	q.log.Error("settle queue entry", "queue_id", m.ID, "err", err)
 }
 
 func clearNotices(rs []store.OutboundRecipient) []store.OutboundRecipient {
