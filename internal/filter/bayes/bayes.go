@@ -16,6 +16,7 @@
 package bayes
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -102,13 +103,15 @@ type sample struct {
 }
 
 // read takes up to MaxBytes of r and tokenizes them. The key hashes the same bytes, so a message is recognised
-// whenever the same bytes are trained again, and forgetting it subtracts exactly what learning added.
+// whenever the same bytes are trained again, and forgetting it subtracts exactly what learning added (the
+// tokens do not depend on line endings either).
 func (c *Classifier) read(r io.Reader) (sample, error) {
 	msg, err := io.ReadAll(io.LimitReader(r, c.o.MaxBytes))
 	if err != nil {
 		return sample{}, fmt.Errorf("bayes: read message: %w", err)
 	}
-	sum := sha256.Sum256(msg)
+	// The key ignores CR, so a message keeps its key between the store (CRLF) and an mbox file (LF).
+	sum := sha256.Sum256(bytes.ReplaceAll(msg, []byte("\r"), nil))
 	toks := Tokenize(msg)
 	s := sample{key: hex.EncodeToString(sum[:16]), tokens: make([]int64, 0, len(toks))}
 	seen := make(map[int64]bool, len(toks))
