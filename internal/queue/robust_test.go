@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -373,5 +374,29 @@ func TestScheduleOverFiveDays(t *testing.T) {
 			t.Errorf("jitter %v: %d DSNs, want one warning and one bounce", jitter, n)
 		}
 		t.Logf("jitter %v: %d attempts in 5 days, warning at %v", jitter, attempts, warnedAt)
+	}
+}
+
+// TestMailLogPerAttempt: the mail log has one line per attempt per recipient, with the remote host and its reply.
+func TestMailLogPerAttempt(t *testing.T) {
+	f := newFixture(t)
+	f.tr.replies["bob@remote.test"] = outbound.Result{Code: 451, Enhanced: "4.7.1", Text: "Greylisted", Remote: "mx.remote.test[192.0.2.1]"}
+	f.enqueue(t, "L1", "alice@local.test", store.OutboundRecipient{Address: "bob@remote.test"},
+		store.OutboundRecipient{Address: "carol@remote.test"})
+	f.runOnce(t)
+	delete(f.tr.replies, "bob@remote.test")
+	f.now = f.now.Add(3 * time.Minute)
+	f.runOnce(t)
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(f.log.String()), "\n") {
+		lines = append(lines, l[strings.IndexByte(l, ' ')+1:]) // without the time stamp
+	}
+	want := []string{
+		`L1 deferred from=<alice@local.test> to=<bob@remote.test> size=98 remote=mx.remote.test[192.0.2.1] status="451 4.7.1 Greylisted" detail="attempt 1"`,
+		`L1 delivered from=<alice@local.test> to=<carol@remote.test> size=98 remote=mx.remote.test[192.0.2.1] status="250 2.0.0 Ok" detail="attempt 1; TLS 1.3"`,
+		`L1 delivered from=<alice@local.test> to=<bob@remote.test> size=98 remote=mx.remote.test[192.0.2.1] status="250 2.0.0 Ok" detail="attempt 2; TLS 1.3"`,
+	}
+	if got, w := strings.Join(lines, "\n"), strings.ReplaceAll(strings.Join(want, "\n"), "size=98", fmt.Sprintf("size=%d", len(original))); got != w {
+		t.Fatalf("mail log:\n%s\nwant:\n%s", got, w)
 	}
 }
