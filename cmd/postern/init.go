@@ -96,15 +96,58 @@ format = "text"            # text or json
 [antivirus]
 clamd = ""                 # "tcp:127.0.0.1:3310" or "unix:/run/clamav/clamd.ctl"; empty: off
 on_error = "tempfail"      # when clamd fails: "tempfail" (451) or "accept"
+clamd_timeout = "60s"      # one scan
+dangerous_extensions = [".ade", ".adp", ".app", ".bat", ".chm", ".cmd", ".com", ".cpl", ".exe", ".hta", ".ins", ".isp", ".jar", ".js", ".jse", ".lib", ".lnk", ".mde", ".msc", ".msi", ".msp", ".mst", ".nsh", ".pif", ".scr", ".sct", ".shb", ".sys", ".vb", ".vbe", ".vbs", ".vxd", ".wsc", ".wsf", ".wsh"] # attachments refused without clamd; []: off
 
-[antispam]
-dnsbl = []                 # DNSBL zones to query, e.g. ["zen.spamhaus.org"]
+[antispam]                 # the MX listener's checks (docs/filters.md)
+dnsbl = []                 # DNSBL zones, "zone" or "zone=weight", e.g. ["zen.spamhaus.org"]
+dnsbl_reject_weight = 1.0  # listings weighing this much in sum refuse the client (554 at RCPT)
+dnsbl_score = 3.0          # a lighter listing adds this spam score per unit of weight
 spamd = ""                 # "host:port" of SpamAssassin's spamd; empty: off
 rspamd = ""                # base URL of rspamd; empty: off
 milter = []                # "tcp:host:port" or "unix:/path"
-greylist = false           # greylist unknown (client, sender, recipient) triples
+on_error = "accept"        # when spamd, rspamd or a milter fails: "accept" or "tempfail" (451)
+spamd_timeout = "60s"      # one spamd request
+spamd_max_size = "1MiB"    # larger messages are not sent to spamd (as spamc)
+spamd_user = ""            # SpamAssassin user preferences to use; empty: none
+rspamd_timeout = "60s"     # one rspamd request
+rspamd_password = ""       # only when rspamd is the controller
+rspamd_max_size = "20MiB"  # larger messages are not sent to rspamd
+milter_timeout = "60s"     # one milter conversation stage
+greylist = false           # greylist unknown (client network, sender, recipient) triplets
+greylist_delay = "5m"      # a retry after this long passes
+greylist_retry_window = "2d" # how long a first attempt waits for its retry
+greylist_max_age = "35d"   # how long a passed triplet or whitelisted client is remembered
+greylist_whitelist_after = 5 # passes that whitelist a client network; -1: never
+spf = true                 # check SPF (RFC 7208) and record it in Authentication-Results
+spf_reject_fail = false    # 550 for SPF fail (otherwise a score; DMARC decides better)
+spf_fail_score = 3.5       # spam score of SPF fail
+spf_softfail_score = 1.0   # ... softfail
+spf_permerror_score = 0.5  # ... permerror (a broken record)
+spf_temperror = "accept"   # DNS failure during SPF: "accept" or "tempfail" (451 4.4.3)
+dkim_verify = true         # verify DKIM signatures (RFC 6376)
+dkim_max_signatures = 10   # more are not verified
+dkim_fail_score = 0.0      # spam score of a failing signature
+arc = true                 # verify ARC chains (RFC 8617)
+dmarc = true               # evaluate DMARC (RFC 7489)
+dmarc_policy = "apply"     # "apply" the sender's p= (reject: 550, quarantine: Junk), "junk" both, "none" record only
+rules = true               # built-in scoring rules (GTUBE, header and body checks)
+bayes = true               # each user's own statistical filter (trained by moving mail into/out of Junk)
+bayes_threshold = 0.9      # spam probability at or above which a user's copy goes into Junk
+bayes_min_spam = 20        # trained spam messages a user needs before the filter judges
+bayes_min_ham = 20         # ... and ham messages
 junk_score = 5.0           # at or above: file into Junk
 reject_score = 15.0        # at or above: 554 at DATA
+spam_headers = true        # add X-Spam-Status and X-Spam-Score
+check_timeout = "30s"      # one check at one stage
+submission_checks = ["ratelimit", "clamav", "attachments"] # checks for authenticated submission (587, 465)
+
+[ratelimit]                # 0: no limit; over a limit: 451 4.7.1
+per_ip_hour = 0            # messages per client IP (/64 for IPv6) per hour
+per_sender_hour = 0        # per envelope sender
+per_user_hour = 0          # per authenticated user
+domain_day = 0             # recipients per day of one domain's authenticated users
+domain_day_caps = {}       # per-domain overrides, e.g. { "example.org" = 5000 }
 `
 
 // listenBlock returns the [listen] keys: the standard ports, or with unprivileged the loopback ports `make run`

@@ -36,6 +36,7 @@ type Config struct {
 	Log       Log       `toml:"log"`
 	Antivirus Antivirus `toml:"antivirus"`
 	Antispam  Antispam  `toml:"antispam"`
+	RateLimit RateLimit `toml:"ratelimit"`
 
 	// Path is the file the config was read from ("" when built from defaults).
 	Path string `toml:"-"`
@@ -175,23 +176,6 @@ type Log struct {
 	Format string `toml:"format"` // text or json
 }
 
-// Antivirus configures clamd.
-type Antivirus struct {
-	Clamd   string `toml:"clamd"`
-	OnError string `toml:"on_error"`
-}
-
-// Antispam configures spam checks.
-type Antispam struct {
-	DNSBL       []string `toml:"dnsbl"`
-	Spamd       string   `toml:"spamd"`
-	Rspamd      string   `toml:"rspamd"`
-	Milter      []string `toml:"milter"`
-	Greylist    bool     `toml:"greylist"`
-	JunkScore   float64  `toml:"junk_score"`
-	RejectScore float64  `toml:"reject_score"`
-}
-
 // Default returns the configuration used for every key the file does not set.
 func Default() *Config {
 	host, err := os.Hostname()
@@ -232,8 +216,9 @@ func Default() *Config {
 			ShutdownGrace:  "10s",
 		},
 		Log:       Log{Level: "info", Format: "text"},
-		Antivirus: Antivirus{OnError: "tempfail"},
-		Antispam:  Antispam{DNSBL: []string{}, Milter: []string{}, JunkScore: 5.0, RejectScore: 15.0},
+		Antivirus: defaultAntivirus(),
+		Antispam:  defaultAntispam(),
+		RateLimit: RateLimit{DomainDayCaps: map[string]int{}},
 	}
 }
 
@@ -319,11 +304,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", d.key, err))
 		}
 	}
-	switch c.Antivirus.OnError {
-	case "tempfail", "accept":
-	default:
-		errs = append(errs, fmt.Errorf("antivirus.on_error: %q is not tempfail or accept", c.Antivirus.OnError))
-	}
+	errs = append(errs, c.validateFilters()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
