@@ -169,7 +169,8 @@ func (s *session) detail() string {
 	if s.tls == "" {
 		return ""
 	}
-	d := "tls=" + s.tls + " verified=" + s.out.verified
+	// "TLSv1.3" as Postfix logs it: one word, where tls.VersionName says "TLS 1.3".
+	d := "tls=" + strings.Replace(s.tls, "TLS 1.", "TLSv1.", 1) + " verified=" + s.out.verified
 	if s.pol.source != "" && s.pol.source != s.out.verified {
 		d += " policy=" + s.pol.source
 	}

@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 	"crypto/tls"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -21,7 +22,7 @@ func TestReuse(t *testing.T) {
 	c := l.client(t, func(o *Options) { o.ReuseMax = 3 })
 	ctx := context.Background()
 	for i := range 4 {
-		if res := c.Send(ctx, message("a@remote.test")); !res[0].Delivered() || res[0].TLS == "" {
+		if res := c.Send(ctx, message("a@remote.test")); !res[0].Delivered() || !strings.HasPrefix(res[0].TLS, "tls=TLSv1.3 verified=none") {
 			t.Fatalf("message %d: %+v", i, res[0])
 		}
 	}
