@@ -46,6 +46,7 @@ type App struct {
 	logFile  io.Closer
 	services []service
 	queue    *queue.Queue // outbound scheduler (queue.go)
+	filters  *filters     // inbound checks (filters.go)
 	outbound io.Closer    // its SMTP client: idle connections are closed after the scheduler stops (queue.go)
 
 	stopBG context.CancelFunc // stops background jobs
@@ -156,7 +157,10 @@ func (a *App) buildShared(cfg *config.Config) error {
 	if a.dir, err = directory.New(directory.Options{Store: a.store, Logger: a.log}); err != nil {
 		return err
 	}
-	a.auth, err = newAuth(cfg, a.store, a.tls, a.log)
+	if a.auth, err = newAuth(cfg, a.store, a.tls, a.log); err != nil {
+		return err
+	}
+	a.filters, err = a.buildFilters(cfg)
 	return err
 }
 
@@ -205,9 +209,15 @@ func newAuth(cfg *config.Config, users auth.UserStore, tlsm *tlsmgr.Manager, log
 // buildSMTP creates the MX, submission and submissions servers sharing one directory, auth and delivery agent.
 func (a *App) buildSMTP(cfg *config.Config) error {
 	dir, authSvc := a.dir, a.auth
-	agent, err := delivery.New(delivery.Options{
-		Directory: dir, Store: a.store, Hostname: cfg.Hostname, MailLog: a.mailLog, Logger: a.log,
-	})
+	spool := filepath.Join(cfg.DataDir, "tmp") // big messages wait here for the DATA-stage checks
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return fmt.Errorf("create spool directory: %w", err)
+	}
+	o := delivery.Options{Directory: dir, Store: a.store, Hostname: cfg.Hostname, SpoolDir: spool, MailLog: a.mailLog, Logger: a.log}
+	if a.filters.classifier != nil {
+		o.Classifier = a.filters.classifier
+	}
+	agent, err := delivery.New(o)
 	if err != nil {
 		return err
 	}
@@ -238,6 +248,7 @@ func (a *App) buildSMTP(cfg *config.Config) error {
 			Directory:          dir,
 			Auth:               authSvc,
 			Deliverer:          agent,
+			Filters:            a.filters.forMode(m.mode),
 			MailLog:            a.mailLog,
 			Logger:             a.log.With("service", m.name),
 		})
@@ -312,6 +323,13 @@ func (a *App) Start(ctx context.Context) error {
 		a.tls.Run(bgctx)
 	}()
 	a.startQueue(bgctx)
+	if kv := a.filters.kv; kv != nil {
+		a.bg.Add(1)
+		go func() {
+			defer a.bg.Done()
+			a.purgeKV(bgctx, kv)
+		}()
+	}
 	for _, svc := range a.services {
 		for _, ln := range svc.listeners {
 			a.log.Info("listening", "service", svc.name, "addr", ln.Addr().String())

@@ -33,6 +33,7 @@ func (a *App) buildIMAP(cfg *config.Config) error {
 			MaxMessageBytes:    cfg.MaxMessageBytes(),
 			Store:              a.store,
 			Auth:               a.auth,
+			JunkTrainer:        a.filters.junkTrainer(),
 			Logger:             a.log.With("service", m.name),
 		})
 		if err != nil {
