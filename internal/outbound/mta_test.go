@@ -108,7 +108,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 }
 
 // startMTA serves a fake MTA on loopback; tlsCfg nil: no STARTTLS.
-func startMTA(t *testing.T, tlsCfg *tls.Config, tweak func(*smtp.Server)) *fakeMTA {
+func startMTA(t testing.TB, tlsCfg *tls.Config, tweak func(*smtp.Server)) *fakeMTA {
 	t.Helper()
 	m := &fakeMTA{rcptReply: map[string]*smtp.SMTPError{}}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &fakeSession{m: m, c: c}, nil }))
@@ -137,7 +137,7 @@ func (m *fakeMTA) messages() []received {
 }
 
 // selfSigned returns a server TLS config for names and a pool that trusts it.
-func selfSigned(t *testing.T, names ...string) (*tls.Config, *x509.CertPool) {
+func selfSigned(t testing.TB, names ...string) (*tls.Config, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -98,5 +99,32 @@ func TestReuseKeepsRequirement(t *testing.T) {
 	c.Send(ctx, message("b@strict.test"))
 	if l.dials() != 2 {
 		t.Fatalf("same requirement did not reuse: %d connections", l.dials())
+	}
+}
+
+// BenchmarkSend compares one message per connection with connection reuse, over STARTTLS on loopback.
+func BenchmarkSend(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		idle time.Duration
+	}{{"new-connection", -1}, {"reuse", 5 * time.Second}} {
+		b.Run(bc.name, func(b *testing.B) {
+			srvTLS, _ := selfSigned(b, "mx.remote.test")
+			l := newLab()
+			mta := startMTA(b, srvTLS, nil)
+			l.dns.MX["remote.test"] = []dns.MX{{Host: "mx.remote.test", Pref: 10}}
+			l.host("mx.remote.test", "192.0.2.1", mta)
+			c, err := New(Options{Hostname: "mail.local.test", Resolver: l.dns, Dial: l.dial, ReuseIdle: bc.idle})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			for b.Loop() {
+				if res := c.Send(context.Background(), message("a@remote.test")); !res[0].Delivered() {
+					b.Fatal(res[0])
+				}
+			}
+			b.ReportMetric(float64(l.dials())/float64(b.N), "conns/op")
+		})
 	}
 }
