@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"os"
 	"os/exec"
@@ -234,6 +235,7 @@ func newSink(t *testing.T) *sink {
 	k.srv.Domain = "mx.remote.test"
 	k.srv.MaxMessageBytes = 1 << 20
 	k.srv.ReadTimeout, k.srv.WriteTimeout = time.Minute, time.Minute
+	k.srv.ErrorLog = log.New(io.Discard, "", 0) // connections cut by a SIGKILL are expected
 	var err error
 	if k.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
