@@ -8,7 +8,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo "$$($(GO) env 
 FUZZTIME    ?= 15s
 BENCHTIME   ?= 2s
 
-.PHONY: build run test vet unit integration lint fuzz bench clean crashtest
+.PHONY: build run test vet unit integration lint fuzz bench bench-go clean crashtest
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/postern
@@ -69,7 +69,13 @@ fuzz:
 crashtest: build
 	POSTERN_BIN=$(abspath $(BIN)) $(GO) test -tags crash -count=1 -v -timeout 30m -run '^TestCrash$$' ./test/crash/
 
+# Side by side with Postfix and Dovecot (root, Debian; installs them if missing): writes docs/benchmarks.md.
+# BENCH_QUICK=1 runs each workload once at a small size and leaves the doc alone. Never part of test or CI.
 bench:
+	bench/run.sh
+
+# The Go micro-benchmarks of the packages.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
 
 clean:

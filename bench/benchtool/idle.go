@@ -35,7 +35,9 @@ func cmdIdleConns(ctx context.Context, args []string) error {
 	root := fs.Int("pid", 0, "the server's (master) process: it and its descendants are measured")
 	par := fs.Int("par", 8, "logins in parallel while opening")
 	perIP := fs.Int("per-ip", 40, "connections per loopback source address")
-	settle := fs.Duration("settle", 3*time.Second, "wait after the last login before measuring")
+	early := fs.Duration("early", 3*time.Second, "first measurement, this long after the last login")
+	settle := fs.Duration("settle", 130*time.Second, "final measurement, this long after the last login: past the Go "+
+		"runtime's forced GC (every 2 minutes) and the scavenger returning what the logins' argon2id (19 MiB each) left")
 	fs.Parse(args)
 	if *root == 0 {
 		return errors.New("need -pid")
@@ -53,21 +55,30 @@ func cmdIdleConns(ctx context.Context, args []string) error {
 	if len(open) == 0 {
 		return fmt.Errorf("no connection opened: %w", firstErr)
 	}
-	time.Sleep(*settle)
+	opened := time.Now()
+	time.Sleep(*early)
+	first, err := benchutil.TreeMemory(*root)
+	if err != nil {
+		return err
+	}
+	time.Sleep(time.Until(opened.Add(*settle)))
 	after, err := benchutil.TreeMemory(*root)
 	if err != nil {
 		return err
 	}
 	n := float64(len(open))
 	r := benchutil.Result{Workload: fmt.Sprintf("idle%d", *conns), Server: c.server, Run: c.run, Metrics: map[string]float64{
-		"conns_open":       n,
-		"rss_before_kib":   float64(before.RSSKiB),
-		"rss_after_kib":    float64(after.RSSKiB),
-		"pss_after_kib":    float64(after.PSSKiB),
-		"rss_per_conn_kib": float64(after.RSSKiB-before.RSSKiB) / n,
-		"pss_per_conn_kib": float64(after.PSSKiB-before.PSSKiB) / n,
-		"procs_after":      float64(after.Procs),
-		"open_s":           elapsed.Seconds(),
+		"conns_open":             n,
+		"rss_before_kib":         float64(before.RSSKiB),
+		"rss_after_kib":          float64(after.RSSKiB),
+		"pss_after_kib":          float64(after.PSSKiB),
+		"rss_per_conn_kib":       float64(after.RSSKiB-before.RSSKiB) / n,
+		"pss_per_conn_kib":       float64(after.PSSKiB-before.PSSKiB) / n,
+		"procs_after":            float64(after.Procs),
+		"open_s":                 elapsed.Seconds(),
+		"logins_per_s":           n / elapsed.Seconds(),
+		"pss_per_conn_kib_early": float64(first.PSSKiB-before.PSSKiB) / n,
+		"settle_s":               settle.Seconds(),
 	}}
 	if firstErr != nil {
 		r.Note = fmt.Sprintf("%d of %d connections opened; first failure: %v", len(open), *conns, firstErr)

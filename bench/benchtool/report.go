@@ -34,11 +34,12 @@ var rows = []row{
 	{"imap", "p50_ms", "IMAP mix: latency p50 (ms)", "dovecot", false},
 	{"imap", "p99_ms", "IMAP mix: latency p99 (ms)", "dovecot", false},
 	{"pop3", "retr_msgs_per_s", "POP3: RETR messages/s", "dovecot", true},
-	{"idle1000", "pss_per_conn_kib", "1,000 idle IMAP: PSS KiB per connection", "dovecot", false},
-	{"idle1000", "rss_per_conn_kib", "1,000 idle IMAP: RSS KiB per connection", "dovecot", false},
-	{"idle10000", "conns_open", "10,000 idle IMAP: connections held", "dovecot", true},
-	{"idle10000", "pss_per_conn_kib", "10,000 idle IMAP: PSS KiB per connection", "dovecot", false},
-	{"idle10000", "rss_per_conn_kib", "10,000 idle IMAP: RSS KiB per connection", "dovecot", false},
+	{"idle*", "conns_open", "%s idle IMAP: connections held", "dovecot", true},
+	{"idle*", "pss_per_conn_kib", "%s idle IMAP: PSS KiB per connection", "dovecot", false},
+	{"idle*", "rss_per_conn_kib", "%s idle IMAP: RSS KiB per connection", "dovecot", false},
+	{"idle*", "pss_per_conn_kib_early", "%s idle IMAP: PSS KiB per connection, 3 s after the logins", "dovecot", false},
+	{"idle*", "pss_after_kib", "%s idle IMAP: PSS KiB of all server processes", "dovecot", false},
+	{"idle*", "logins_per_s", "%s idle IMAP: LOGIN+SELECT+IDLE per second while opening", "dovecot", true},
 	{"notify", "p50_ms", "SMTP -> IDLE EXISTS: p50 (ms)", "postfix+dovecot", false},
 	{"notify", "p99_ms", "SMTP -> IDLE EXISTS: p99 (ms)", "postfix+dovecot", false},
 }
@@ -148,7 +149,7 @@ func render(rs []benchutil.Result, meta string) string {
 	b.WriteString("\nMedians over the runs (range and number of runs in parentheses). Postern/peer > 1 means Postern is ")
 	b.WriteString("higher; the last column says who is better on that line.\n\n")
 	b.WriteString("| measure | Postern | peer | peer's number | Postern/peer | better |\n|---|---|---|---|---|---|\n")
-	for _, r := range rows {
+	for _, r := range expandIdle(rs) {
 		pv, qv := values(rs, r.workload, "postern", r.metric), values(rs, r.workload, r.peer, r.metric)
 		if len(pv) == 0 && len(qv) == 0 {
 			continue
@@ -157,8 +158,12 @@ func render(rs []benchutil.Result, meta string) string {
 		if len(pv) > 0 && len(qv) > 0 && median(qv) != 0 {
 			q := median(pv) / median(qv)
 			ratio = fmt.Sprintf("%.2f", q)
-			better = "Postern"
-			if (q < 1) == r.higherBetter && q != 1 {
+			switch {
+			case q == 1:
+				better = "="
+			case (q > 1) == r.higherBetter:
+				better = "Postern"
+			default:
 				better = r.peer
 			}
 		}
@@ -183,6 +188,39 @@ func render(rs []benchutil.Result, meta string) string {
 	}
 	b.WriteString(endMarker + "\n")
 	return b.String()
+}
+
+// expandIdle repeats the idle* rows for each idle connection count in the results, smallest first.
+func expandIdle(rs []benchutil.Result) []row {
+	var sizes []int
+	for _, r := range rs {
+		var n int
+		if _, err := fmt.Sscanf(r.Workload, "idle%d", &n); err == nil && !slices.Contains(sizes, n) {
+			sizes = append(sizes, n)
+		}
+	}
+	slices.Sort(sizes)
+	var out []row
+	done := false
+	for _, r := range rows {
+		if r.workload != "idle*" {
+			out = append(out, r)
+			continue
+		}
+		if done {
+			continue
+		}
+		done = true // all idle rows go here, grouped by connection count
+		for _, n := range sizes {
+			for _, t := range rows {
+				if t.workload == "idle*" {
+					t.workload, t.label = fmt.Sprintf("idle%d", n), fmt.Sprintf(t.label, commas(fmt.Sprint(n)))
+					out = append(out, t)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // writeDoc replaces the generated part of the doc, or appends the section with it.
