@@ -47,6 +47,7 @@ func (c *Client) deliverGroup(ctx context.Context, msg *Message, sig, domain str
 		}
 	}
 	last := &hostError{failure: failure{451, "4.4.1", "No mail host of " + domain + " answered"}}
+	var tempFail *hostError // the last temporary failure of a host that was tried
 	for _, h := range hops {
 		ips, ipRes, err := c.opts.Resolver.LookupIP(ctx, h.host)
 		if err != nil {
@@ -74,11 +75,18 @@ func (c *Client) deliverGroup(ctx context.Context, msg *Message, sig, domain str
 			} else {
 				last = &hostError{failure: failure{451, "4.4.2", err.Error()}, remote: remoteName(h.host, ip)}
 			}
+			if last.code/100 == 4 {
+				tempFail = last
+			}
 			c.log.Debug("host failed", "queue_id", msg.ID, "host", h.host, "ip", ip, "err", err)
 			if ctx.Err() != nil {
 				return failAll(rcpts, 451, "4.4.7", "Delivery attempt cancelled", last.remote)
 			}
 		}
+	}
+	if last.enhanced == "5.7.30" && tempFail != nil {
+		// Some host failed only for now: it may yet take the REQUIRETLS message, so retry rather than bounce.
+		last = tempFail
 	}
 	return failAll(rcpts, last.code, last.enhanced, last.text, last.remote)
 }

@@ -226,3 +226,22 @@ func TestRequireTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestRequireTLSRetriesWhenAHostIsDown: one MX is unreachable and the other lacks REQUIRETLS: the message waits
+// (4xx) for the first instead of bouncing.
+func TestRequireTLSRetriesWhenAHostIsDown(t *testing.T) {
+	srvTLS, pool := selfSigned(t, "mx2.remote.test")
+	l := newLab()
+	l.dns.Authentic = true
+	l.dns.TLSA = map[string][]dns.TLSA{}
+	l.dns.MX["remote.test"] = []dns.MX{{Host: "mx1.remote.test", Pref: 10}, {Host: "mx2.remote.test", Pref: 20}}
+	l.host("mx1.remote.test", "192.0.2.1", nil) // refuses connections
+	l.host("mx2.remote.test", "192.0.2.2", startMTA(t, srvTLS, nil))
+	c := l.client(t, func(o *Options) { o.TLSConfig = &tls.Config{RootCAs: pool} })
+	defer c.Close()
+	msg := message("a@remote.test")
+	msg.RequireTLS = true
+	if res := c.Send(context.Background(), msg)[0]; res.Code != 451 || res.Enhanced != "4.4.1" {
+		t.Fatalf("result %+v, want the temporary failure of mx1", res)
+	}
+}
