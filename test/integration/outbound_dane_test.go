@@ -12,6 +12,8 @@ import (
 // a DNS server that answers with the AD bit (a validating resolver's view of a signed zone). mail.b.test's TLSA
 // record matches the certificate B presents: A delivers with "verified=dane". mail.c.test's TLSA record names
 // another key: A must not deliver, not even in plain text, and keeps the message queued (RFC 7672 2.2).
+// A REQUIRETLS message goes to bob over the DANE-verified connection (B advertises REQUIRETLS); one to d.test,
+// whose MX has no TLSA record and a certificate A cannot verify, bounces with 5.7.30 (RFC 8689 5).
 func TestOutboundDANE(t *testing.T) {
 	port := sharedPort(t, "127.0.0.1", "127.0.0.2")
 	dnsPort := freeUDPPort(t)
@@ -30,6 +32,7 @@ func TestOutboundDANE(t *testing.T) {
 		"c.test. 300 IN MX 10 mail.c.test.", "mail.c.test. 300 IN A 127.0.0.2",
 		fmt.Sprintf("_%d._tcp.mail.b.test. 300 IN TLSA 3 1 1 %s", port, tlsa311(cert)),
 		fmt.Sprintf("_%d._tcp.mail.c.test. 300 IN TLSA 3 1 1 %s", port, strings.Repeat("ab", 32)),
+		"d.test. 300 IN MX 10 mail.d.test.", "mail.d.test. 300 IN A 127.0.0.2",
 	})
 	a.start()
 
@@ -48,5 +51,16 @@ func TestOutboundDANE(t *testing.T) {
 	}
 	if q := a.run("queue", "list"); !strings.Contains(q, "carol@c.test") {
 		t.Errorf("the deferred message is not in A's queue: %q", q)
+	}
+
+	a.submitRequireTLS("alice@a.test", "alice-secret-1", "bob@b.test", labMessage("alice@a.test", "bob@b.test", "Secret", "dane-3"))
+	waitUntil(t, "bob has the REQUIRETLS message", func() bool { return b.inboxCount("bob@b.test") == 2 })
+	if l := logLines(a.mailLog(), "delivered", "to=<bob@b.test>", "verified=dane"); len(l) != 2 {
+		t.Errorf("the REQUIRETLS message did not go over DANE:\n%s", a.mailLog())
+	}
+	a.submitRequireTLS("alice@a.test", "alice-secret-1", "dave@d.test", labMessage("alice@a.test", "dave@d.test", "Secret too", "dane-4"))
+	waitUntil(t, "alice has the REQUIRETLS bounce", func() bool { return a.inboxCount("alice@a.test") == 1 })
+	if l := logLines(a.mailLog(), "bounced", "to=<dave@d.test>", "5.7.30"); len(l) != 1 {
+		t.Errorf("no 5.7.30 bounce for the REQUIRETLS message to d.test:\n%s", a.mailLog())
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	mdns "github.com/miekg/dns"
 )
@@ -170,4 +171,32 @@ func logLines(log string, words ...string) []string {
 		}
 	}
 	return out
+}
+
+// submitRequireTLS sends msg over submission with MAIL FROM ... REQUIRETLS (RFC 8689).
+func (h *labHost) submitRequireTLS(from, password, to, msg string) {
+	h.t.Helper()
+	c, err := smtp.DialStartTLS(h.at(h.ports.Submission), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		h.t.Fatalf("submission to %s: %v", h.domain, err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", from, password)); err != nil {
+		h.t.Fatalf("AUTH as %s: %v", from, err)
+	}
+	if err := c.Mail(from, &smtp.MailOptions{RequireTLS: true}); err != nil {
+		h.t.Fatalf("MAIL FROM REQUIRETLS: %v", err)
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		h.t.Fatalf("RCPT %s: %v", to, err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	io.WriteString(w, msg)
+	if err := w.Close(); err != nil {
+		h.t.Fatalf("DATA: %v", err)
+	}
+	c.Quit()
 }
