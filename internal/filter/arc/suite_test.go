@@ -1,0 +1,164 @@
+package arc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-msgauth/authres"
+	"gopkg.in/yaml.v3"
+
+	"github.com/postern/postern/internal/dns"
+	"github.com/postern/postern/internal/filter"
+)
+
+// The ValiMail ARC suite (draft-18 = RFC 8617), read in place from the shared test data.
+const suiteFile = "../../../../shared/testdata/arc/tests/arc-draft-validation-tests.yml"
+
+// knownFailures are suite tests whose expected result we do not produce, with the reason.
+var knownFailures = map[string]string{}
+
+// message wraps raw bytes as the DATA-stage message.
+func message(t testing.TB, raw []byte) *filter.Message {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	if err != nil {
+		h = textproto.Header{}
+	}
+	return &filter.Message{Size: int64(len(raw)), Header: h,
+		Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil }}
+}
+
+func crlf(s string) []byte {
+	return []byte(strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n"))
+}
+
+func TestValiMailSuite(t *testing.T) {
+	f, err := os.Open(suiteFile)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	pass, fail, known := 0, 0, 0
+	for {
+		var doc yaml.Node
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		top := mapping(doc.Content[0])
+		res := &dns.Fake{TXT: map[string][]string{}}
+		for _, key := range []string{"txt_records", "txt-records"} {
+			if n := top[key]; n != nil {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					res.TXT[strings.ToLower(n.Content[i].Value)] = []string{n.Content[i+1].Value}
+				}
+			}
+		}
+		c, err := New(Options{Resolver: res})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests := top["tests"]
+		// Test names repeat within a group (as_fields_b_head_case...), so walk the mapping's pairs.
+		for i := 0; i+1 < len(tests.Content); i += 2 {
+			name := tests.Content[i].Value
+			tc := mapping(tests.Content[i+1])
+			want := strings.ToLower(strings.TrimSpace(tc["cv"].Value))
+			if want == "" {
+				// Three tests whose chain carries cv=fail leave cv empty; RFC 8617 5.2 step 2 makes that "fail".
+				want = "fail"
+			}
+			r := c.Validate(context.Background(), message(t, crlf(tc["message"].Value)))
+			_, isKnown := knownFailures[name]
+			switch ok := string(r.Value) == want; {
+			case ok && isKnown:
+				t.Errorf("%s passes now: remove it from knownFailures", name)
+			case ok:
+				pass++
+			case isKnown:
+				known++
+			default:
+				fail++
+				t.Errorf("%s (%s): want %s, got %s (%s)", name, tc["description"].Value, want, r.Value, r.Reason)
+			}
+		}
+	}
+	t.Logf("ARC validation suite: %d passed, %d known failures, %d failed", pass, known, fail)
+}
+
+func mapping(n *yaml.Node) map[string]*yaml.Node {
+	out := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		out[n.Content[i].Value] = n.Content[i+1]
+	}
+	return out
+}
+
+func TestCheckRecordsResult(t *testing.T) {
+	c, err := New(Options{Resolver: &dns.Fake{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := &filter.Txn{Conn: &filter.Conn{IP: netip.MustParseAddr("192.0.2.1")}, Values: map[string]any{}}
+	v := c.Data(context.Background(), txn, message(t, crlf("From: a@b.example\n\nhi\n")))
+	if v.Action != filter.Accept || txn.Values[Name].(*Result).Value != authres.ResultNone {
+		t.Fatalf("unsealed message: %+v %+v", v, txn.Values[Name])
+	}
+	if h := authres.Format("mx", txn.Results); !strings.Contains(h, "arc=none") {
+		t.Errorf("Authentication-Results %q", h)
+	}
+	// A broken chain fails but is not rejected.
+	txn = &filter.Txn{Conn: &filter.Conn{}, Values: map[string]any{}}
+	v = c.Data(context.Background(), txn, message(t, crlf("ARC-Seal: i=1; cv=none\nFrom: a@b.example\n\nhi\n")))
+	if v.Action != filter.Accept || txn.Values[Name].(*Result).Value != authres.ResultFail {
+		t.Fatalf("broken chain: %+v %+v", v, txn.Values[Name])
+	}
+}
+
+func FuzzValidate(f *testing.F) {
+	f.Add([]byte("ARC-Seal: a=rsa-sha256; b=AA==; cv=none; d=example.org; i=1; s=dummy\r\nARC-Message-Signature: a=rsa-sha256; b=AA==; bh=AA==; c=relaxed/relaxed; d=example.org; h=from; i=1; s=dummy\r\nARC-Authentication-Results: i=1; x; spf=pass\r\nFrom: a@b\r\n\r\nbody\r\n"))
+	c, _ := New(Options{Resolver: &dns.Fake{}})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		_ = c.Validate(context.Background(), message(t, raw))
+		_, _ = parseTags(string(raw))
+	})
+}
+
+// TestStalwartMessages validates the real-world sealed messages of stalwart's mail-auth (key records, a blank
+// line, the message).
+func TestStalwartMessages(t *testing.T) {
+	for _, name := range []string{"001.txt", "002.txt"} {
+		b, err := os.ReadFile("../../../../shared/testdata/stalwart-mail-auth/resources/arc/" + name)
+		if err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatal(err)
+			}
+			t.Skip(err)
+		}
+		records, msg, _ := strings.Cut(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n\n")
+		res := &dns.Fake{TXT: map[string][]string{}}
+		for _, line := range strings.Split(records, "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(line), " "); ok {
+				res.TXT[strings.ToLower(k)] = []string{v}
+			}
+		}
+		c, _ := New(Options{Resolver: res})
+		r := c.Validate(context.Background(), message(t, crlf(msg)))
+		if r.Value != authres.ResultPass {
+			t.Errorf("%s: %+v", name, r)
+		}
+		t.Logf("%s: arc=%s, %d sets sealed by %v", name, r.Value, r.Instances, r.Sealers)
+	}
+}
