@@ -93,6 +93,13 @@ func (q *Queue) apply(m *store.OutboundMessage, r *store.OutboundRecipient, res 
 	ev := maillog.Event{QueueID: m.ID, From: m.From, To: r.Address, Size: m.Size, Remote: res.Remote, Status: res.Status(),
 		Detail: fmt.Sprintf("attempt %d", m.Attempts+1)}
 	switch {
+	case res.Permanent() && res.Enhanced == "5.7.30" && m.From == "" && m.RequireTLS:
+		// RFC 8689 5: REQUIRETLS SHOULD NOT make a bounce (null return-path) be discarded when the next hop does
+		// not offer it: the DSN (which carries only the original header) is sent again without.
+		m.RequireTLS = false
+		r.Error, m.LastError = res.Status(), res.Status()
+		ev.Event, ev.Detail = "deferred", ev.Detail+"; DSN sent again without REQUIRETLS"
+		q.opts.MailLog.Log(ev)
 	case res.Delivered():
 		r.Status, r.Error = "sent", ""
 		ev.Event, ev.Detail = "delivered", ev.Detail+"; "+tlsDetail(res)

@@ -331,6 +331,19 @@ func TestRequireTLSBounce(t *testing.T) {
 	if len(q) != 1 || q[0].From != "" || !q[0].RequireTLS {
 		t.Fatalf("DSN to the remote sender: %+v", q)
 	}
+	// The sender's MX does not offer REQUIRETLS: the DSN is not discarded but sent again without (RFC 8689 5).
+	f.tr.replies["carol@elsewhere.test"] = perm(550, "5.7.30", "REQUIRETLS support required")
+	f.runOnce(t)
+	dsn := f.get(t, q[0].ID)
+	if dsn.RequireTLS || dsn.Recipients[0].Status != "queued" {
+		t.Fatalf("DSN after a 5.7.30: %+v", dsn)
+	}
+	delete(f.tr.replies, "carol@elsewhere.test")
+	f.now = dsn.NextAttempt
+	f.runOnce(t)
+	if q, _ := f.st.ListQueue(ctx); len(q) != 0 {
+		t.Fatalf("DSN not delivered without REQUIRETLS: %+v", q)
+	}
 }
 
 // TestScheduleOverFiveDays follows a message that is always deferred: the gaps between attempts follow

@@ -223,7 +223,7 @@ type QueueStore interface {
 	// SettleQueued ends a worker's lease on m.ID in one durable transaction: it commits bounce (the DSN for the
 	// sender; nil for none), then removes the entry when no recipient of m is Outstanding, or else stores m's
 	// Recipients, Attempts, NextAttempt (or the time of a RetryQueued made during the lease, when earlier) and
-	// LastError and frees the lease. It fails with ErrNotFound, committing nothing, when the entry is gone or
+	// LastError and RequireTLS, and frees the lease. It fails with ErrNotFound, committing nothing, when the entry is gone or
 	// no longer leased with m.LeaseUntil (the lease ran out and another worker took it).
 	SettleQueued(ctx context.Context, m OutboundMessage, bounce *Delivery) error
 	// RenewQueued extends a worker's lease on id from old to until (the worker's heartbeat). It fails with

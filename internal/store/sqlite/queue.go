@@ -168,8 +168,8 @@ func (s *Store) SettleQueued(ctx context.Context, m store.OutboundMessage, bounc
 			next := m.NextAttempt.UnixMilli()
 			res, err = w.ExecContext(ctx, `UPDATE queue SET recipients = ?, attempts = ?,
 				next_attempt = CASE WHEN retry_at > 0 AND retry_at < ? THEN retry_at ELSE ? END, retry_at = 0,
-				last_error = ?, lease_until = 0 WHERE id = ? AND lease_until = ?`, string(rcpts), m.Attempts, next, next,
-				m.LastError, m.ID, m.LeaseUntil.UnixMilli())
+				last_error = ?, require_tls = ?, lease_until = 0 WHERE id = ? AND lease_until = ?`, string(rcpts), m.Attempts,
+				next, next, m.LastError, m.RequireTLS, m.ID, m.LeaseUntil.UnixMilli())
 		}
 		if err != nil {
 			return err

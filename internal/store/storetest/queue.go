@@ -297,10 +297,14 @@ func testQueueNoticeKeepsEntry(t *testing.T, open Opener) {
 	m.Recipients[1].Status = "failed"
 	m.Recipients[1].Notice = &store.OutboundNotice{Action: "failed", Status: "5.1.1", Diagnostic: "550 5.1.1 No such user"}
 	m.NextAttempt = now.Add(time.Minute)
+	m.RequireTLS = true
 	must(t, s.SettleQueued(ctx, m, nil))
 	q, err := s.GetQueued(ctx, "N1")
 	if err != nil {
 		t.Fatalf("entry owed a notice was removed: %v", err)
+	}
+	if !q.RequireTLS {
+		t.Fatal("settle did not store RequireTLS")
 	}
 	if n := q.Recipients[1].Notice; n == nil || *n != *m.Recipients[1].Notice || q.Recipients[1].Status != "failed" {
 		t.Fatalf("notice after settle: %+v", q.Recipients[1])
