@@ -55,7 +55,8 @@ type Signature struct {
 	Selector   string              // s=
 	Algorithm  string              // a=
 	B          string              // the start of b=, to tell signatures apart
-	Reason     string              // why it did not pass
+	Reason     string              // why it did not pass, in short (for the header)
+	Detail     string              // the whole error (for the mail log)
 }
 
 // Check is the DKIM verifier.
@@ -101,7 +102,7 @@ func (c *Check) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filt
 	for _, s := range sigs {
 		t.AddResult(s.result())
 		if s.Value != authres.ResultPass {
-			failed = append(failed, fmt.Sprintf("%s/%s=%s (%s)", s.Domain, s.Selector, s.Value, s.Reason))
+			failed = append(failed, fmt.Sprintf("%s/%s=%s (%s)", s.Domain, s.Selector, s.Value, s.Detail))
 		}
 	}
 	if len(failed) == 0 {
@@ -150,7 +151,10 @@ func (c *Check) Verify(ctx context.Context, m *filter.Message) ([]Signature, err
 			}
 		}
 		if v.Err != nil {
-			s.Value, s.Reason = classify(v.Err), strings.TrimPrefix(v.Err.Error(), "dkim: ")
+			// The first clause names the failure ("no key for signature", "body hash did not verify"); what
+			// follows (resolver errors) is for the log, not for every reader of the header.
+			reason, _, _ := strings.Cut(strings.TrimPrefix(v.Err.Error(), "dkim: "), ":")
+			s.Value, s.Reason, s.Detail = classify(v.Err), reason, v.Err.Error()
 		}
 		out = append(out, s)
 	}

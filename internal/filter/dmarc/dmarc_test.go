@@ -1,15 +1,12 @@
 package dmarc
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"net/netip"
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-msgauth/authres"
 	"golang.org/x/net/idna"
 
@@ -93,11 +90,7 @@ func message(t *testing.T, from string) *filter.Message {
 	if from == "" {
 		raw = "Subject: x\r\n\r\nbody\r\n"
 	}
-	h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &filter.Message{Header: h, Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(raw)), nil }}
+	return rawMessage(t, []byte(raw))
 }
 
 func TestCheck(t *testing.T) {
