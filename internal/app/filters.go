@@ -10,10 +10,14 @@ import (
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/attachments"
 	"github.com/postern/postern/internal/filter/bayes"
 	"github.com/postern/postern/internal/filter/clamav"
+	"github.com/postern/postern/internal/filter/dkim"
+	"github.com/postern/postern/internal/filter/dmarc"
 	"github.com/postern/postern/internal/filter/dnsbl"
 	"github.com/postern/postern/internal/filter/greylist"
+	"github.com/postern/postern/internal/filter/milter"
 	"github.com/postern/postern/internal/filter/ratelimit"
 	"github.com/postern/postern/internal/filter/rspamd"
 	"github.com/postern/postern/internal/filter/spamd"
@@ -180,6 +184,49 @@ func (a *App) checkBuilders(cfg *config.Config, res dns.Resolver, kv store.KV) m
 				TempErrorTempfail: as.SPFTempError == "tempfail", FailScore: as.SPFFailScore,
 				SoftFailScore: as.SPFSoftFailScore, PermErrorScore: as.SPFPermErrorScore, Logger: log("spf")}))
 		},
+		"dkim": func() ([]filter.Check, error) {
+			if !as.DKIMVerify {
+				return nil, nil
+			}
+			return one(dkim.New(dkim.Options{Resolver: res, MaxSignatures: as.DKIMMaxSignatures, FailScore: as.DKIMFailScore,
+				Logger: log("dkim")}))
+		},
+		"dmarc": func() ([]filter.Check, error) {
+			if !as.DMARC {
+				return nil, nil
+			}
+			ch, err := dmarc.New(dmarc.Options{Resolver: res, RejectAsQuarantine: as.DMARCPolicy == "junk",
+				FailScore: as.DMARCFailScore, Logger: log("dmarc")})
+			if err != nil || as.DMARCPolicy != "none" {
+				return one(ch, err)
+			}
+			return []filter.Check{recordOnly{ch}}, nil
+		},
+		"milter": func() ([]filter.Check, error) {
+			var chs []filter.Check
+			for _, addr := range as.Milter {
+				ch, err := milter.New(milter.Options{Address: addr, OnError: as.OnError, Timeout: dur(as.MilterTimeout),
+					Hostname: cfg.Hostname, Logger: log("milter")})
+				if err != nil {
+					return nil, err
+				}
+				chs = append(chs, ch)
+			}
+			return chs, nil
+		},
+		"attachments": func() ([]filter.Check, error) {
+			if len(av.DangerousExtensions) == 0 && len(av.DangerousContentTypes) == 0 {
+				return nil, nil
+			}
+			exts := make([]string, 0, len(av.DangerousExtensions))
+			for _, e := range av.DangerousExtensions {
+				exts = append(exts, strings.TrimPrefix(e, "."))
+			}
+			// Empty lists must stay empty (nil would mean the package's defaults).
+			return one(attachments.New(attachments.Options{Extensions: exts,
+				ContentTypes: append([]string{}, av.DangerousContentTypes...), SkipArchives: !av.ScanArchives,
+				RejectEncryptedArchives: av.RejectEncryptedArchives, Logger: log("attachments")}))
+		},
 		"clamav": func() ([]filter.Check, error) {
 			if av.Clamd == "" {
 				return nil, nil
@@ -202,6 +249,21 @@ func (a *App) checkBuilders(cfg *config.Config, res dns.Resolver, kv store.KV) m
 				Password: as.RspamdPassword, MaxSize: size(as.RspamdMaxSize), Logger: log("rspamd")}))
 		},
 	}
+}
+
+// recordOnly runs DMARC for its Authentication-Results only (antispam.dmarc_policy = "none"): a failure's
+// refusal or Junk filing is dropped, its score kept.
+type recordOnly struct{ *dmarc.Check }
+
+func (r recordOnly) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filter.Verdict {
+	v := r.Check.Data(ctx, t, m)
+	if v.Action == filter.Reject || v.Action == filter.Tempfail || v.Junk {
+		v = filter.Verdict{Action: filter.Tag, Score: v.Score, Symbol: v.Symbol, Reason: v.Reason + " (policy not applied)"}
+		if v.Score == 0 {
+			v.Action = filter.Accept
+		}
+	}
+	return v
 }
 
 // filterLogger writes the checks' verdicts that are not a plain accept to the mail log.

@@ -12,8 +12,13 @@ type Antivirus struct {
 	Clamd        string `toml:"clamd"`         // "tcp:127.0.0.1:3310" or "unix:/run/clamav/clamd.ctl"; "": no scan
 	OnError      string `toml:"on_error"`      // clamd unreachable: "tempfail" or "accept"
 	ClamdTimeout string `toml:"clamd_timeout"` // one scan
-	// DangerousExtensions are attachment file name extensions refused at DATA without asking clamd ([]: off).
-	DangerousExtensions []string `toml:"dangerous_extensions"`
+	// DangerousExtensions and DangerousContentTypes are attachments refused at DATA without asking clamd (both
+	// []: off). ScanArchives looks at the names inside zip archives too; RejectEncryptedArchives refuses zip
+	// archives with encrypted members, whose content no scanner can see.
+	DangerousExtensions     []string `toml:"dangerous_extensions"`
+	DangerousContentTypes   []string `toml:"dangerous_content_types"`
+	ScanArchives            bool     `toml:"scan_archives"`
+	RejectEncryptedArchives bool     `toml:"reject_encrypted_archives"`
 }
 
 // Antispam configures the spam checks of the MX listener.
@@ -56,7 +61,8 @@ type Antispam struct {
 	DMARC             bool    `toml:"dmarc"`
 	// DMARCPolicy: "apply" honours the sender's p= (reject: 550, quarantine: Junk); "junk" files both into
 	// Junk; "none" only records the result.
-	DMARCPolicy string `toml:"dmarc_policy"`
+	DMARCPolicy    string  `toml:"dmarc_policy"`
+	DMARCFailScore float64 `toml:"dmarc_fail_score"` // added when DMARC fails, whatever the policy
 
 	Rules          bool    `toml:"rules"` // the built-in scoring rules (GTUBE, header and body checks)
 	Bayes          bool    `toml:"bayes"` // each user's own statistical filter
@@ -83,15 +89,23 @@ type RateLimit struct {
 	DomainDayCaps map[string]int `toml:"domain_day_caps"` // per-domain overrides of domain_day
 }
 
-// defaultDangerousExtensions are the executable and script types mail clients run with one click, as blocked by
-// Gmail and Microsoft 365 by default.
-var defaultDangerousExtensions = []string{".ade", ".adp", ".app", ".bat", ".chm", ".cmd", ".com", ".cpl", ".exe",
-	".hta", ".ins", ".isp", ".jar", ".js", ".jse", ".lib", ".lnk", ".mde", ".msc", ".msi", ".msp", ".mst", ".nsh",
-	".pif", ".scr", ".sct", ".shb", ".sys", ".vb", ".vbe", ".vbs", ".vxd", ".wsc", ".wsf", ".wsh"}
+// defaultDangerousExtensions and defaultDangerousContentTypes are the executable and script types mail clients
+// run with one click (filter/attachments' defaults, as blocked by Gmail and Microsoft 365).
+var defaultDangerousExtensions = []string{".ade", ".adp", ".app", ".appx", ".appxbundle", ".bas", ".bat", ".chm",
+	".cmd", ".com", ".cpl", ".dll", ".exe", ".hta", ".inf", ".ins", ".img", ".iso", ".isp", ".jar", ".js", ".jse",
+	".lnk", ".mde", ".msc", ".msi", ".msix", ".msp", ".mst", ".pif", ".ps1", ".psm1", ".reg", ".scf", ".scr", ".sct",
+	".shb", ".sys", ".url", ".vb", ".vbe", ".vbs", ".vhd", ".vhdx", ".vxd", ".wsc", ".wsf", ".wsh", ".xll"}
+
+var defaultDangerousContentTypes = []string{"application/x-msdownload", "application/x-msdos-program",
+	"application/x-ms-dos-executable", "application/x-dosexec", "application/vnd.microsoft.portable-executable",
+	"application/x-ms-installer", "application/x-msi", "application/hta", "application/x-ms-shortcut",
+	"application/java-archive", "application/x-java-archive", "application/x-javascript", "application/x-vbscript",
+	"text/vbscript"}
 
 func defaultAntivirus() Antivirus {
 	return Antivirus{OnError: "tempfail", ClamdTimeout: "60s",
-		DangerousExtensions: append([]string(nil), defaultDangerousExtensions...)}
+		DangerousExtensions:   append([]string(nil), defaultDangerousExtensions...),
+		DangerousContentTypes: append([]string(nil), defaultDangerousContentTypes...), ScanArchives: true}
 }
 
 func defaultAntispam() Antispam {
@@ -156,6 +170,11 @@ func (c *Config) validateFilters() []error {
 	for _, n := range as.SubmissionChecks {
 		if !submissionCheckNames[n] {
 			errs = append(errs, fmt.Errorf("antispam.submission_checks: %q is not one of ratelimit, clamav, attachments, spamd, rspamd, milter, rules", n))
+		}
+	}
+	for _, ct := range av.DangerousContentTypes {
+		if strings.Count(ct, "/") != 1 || strings.ContainsAny(ct, " ;") {
+			errs = append(errs, fmt.Errorf("antivirus.dangerous_content_types: %q is not like \"application/x-msdownload\"", ct))
 		}
 	}
 	for _, e := range av.DangerousExtensions {

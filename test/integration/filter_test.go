@@ -150,8 +150,12 @@ rspamd = %q
 		waitUntil(t, "bob has alice's message", func() bool { return b.inboxCount("bob@b.test") == 1 })
 		got := b.mailboxMessages("bob@b.test", "bob-secret-1", "INBOX")[0]
 		hdr, _, _ := strings.Cut(got, "\r\n\r\n")
-		if !strings.Contains(hdr, "Authentication-Results: mail.b.test;") || !strings.Contains(hdr, "spf=pass") {
-			t.Errorf("no SPF pass in Authentication-Results:\n%s", hdr)
+		for _, want := range []string{"Authentication-Results: mail.b.test;", "spf=pass smtp.mailfrom=alice@a.test",
+			"dkim=pass header.a=rsa-sha256", "dkim=pass header.a=ed25519-sha256", "header.d=a.test", "dmarc=pass",
+			"header.from=a.test"} {
+			if !strings.Contains(strings.Join(strings.Fields(hdr), " "), want) {
+				t.Errorf("Authentication-Results lacks %q:\n%s", want, hdr)
+			}
 		}
 		t.Logf("stored header:\n%s", hdr)
 	})
@@ -176,6 +180,19 @@ rspamd = %q
 		if strings.Contains(stored, "forged@evil.test") || !strings.Contains(stored, "relay.other.test; dkim=pass") ||
 			!strings.Contains(stored, "Authentication-Results: mail.b.test;") {
 			t.Errorf("forged Authentication-Results kept or foreign one dropped:\n%s", stored)
+		}
+	})
+
+	t.Run("DMARCReject", func(t *testing.T) {
+		// From: a.test without a.test's signature or SPF alignment: a.test's p=reject applies.
+		tc := dialFrom(t, "127.0.0.1", b.at(port))
+		tc.expect(220)
+		tc.send("EHLO mail.evil.test")
+		tc.expect(250)
+		msg := labMessage("alice@a.test", "bob@b.test", "Spoofed", "f-7")
+		code, line := mxSend(tc, "bounce@evil.test", "bob@b.test", msg)
+		if code != 550 || !strings.Contains(line, "5.7.1") || !strings.Contains(line, "DMARC") {
+			t.Errorf("spoofed a.test: %d %s", code, line)
 		}
 	})
 
