@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/postern/postern/internal/filter"
 	"github.com/postern/postern/internal/filter/clamav"
+	"github.com/postern/postern/internal/filter/milter"
 	"github.com/postern/postern/internal/filter/rspamd"
 	"github.com/postern/postern/internal/filter/spamd"
 	"github.com/postern/postern/internal/mail"
@@ -363,4 +365,68 @@ func TestFilterEnginesRspamd(t *testing.T) {
 		t.Errorf("ham: %+v", v)
 	}
 	t.Logf("ham: %s", v.Reason)
+}
+
+// TestFilterEnginesClamavMilter drives a real milter, Debian's clamav-milter in front of the clamd above: EICAR is
+// refused through the milter's reply, a clean message passes with the X-Virus-* headers the milter adds
+// (AddHeader Replace: smfi_chgheader on absent fields, which Postern adds), and OnInfected Quarantine files it
+// into Junk.
+func TestFilterEnginesClamavMilter(t *testing.T) {
+	bin := needTool(t, "clamav-milter")
+	_, clamdAddr, _ := startClamd(t)
+	for _, onInfected := range []string{"Reject", "Quarantine"} {
+		t.Run(onInfected, func(t *testing.T) {
+			dir := t.TempDir()
+			port := freePort(t)
+			conf := fmt.Sprintf("Foreground yes\nMilterSocket inet:%d@127.0.0.1\nClamdSocket %s\nOnInfected %s\n"+
+				"AddHeader Replace\nLogFile %s\nLogInfected Full\nPidFile %s\n", port, clamdAddr, onInfected,
+				filepath.Join(dir, "milter.log"), filepath.Join(dir, "milter.pid"))
+			if os.Geteuid() == 0 {
+				conf += "User root\n"
+			}
+			cf := filepath.Join(dir, "clamav-milter.conf")
+			if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			d := startDaemon(t, bin, "-c", cf)
+			addr := fmt.Sprintf("tcp:127.0.0.1:%d", port)
+			d.waitReady(t, "clamav-milter", func() error {
+				c, err := net.Dial("tcp", addr[len("tcp:"):])
+				if err == nil {
+					c.Close()
+				}
+				return err
+			})
+			c, err := milter.New(milter.Options{Address: addr, Hostname: "mx.example.net"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			v := c.Data(ctx, engTxn(), engMessage(engText("Shall we meet at noon?")))
+			if v.Action >= filter.Tempfail || !hasHeader(v.Headers, "X-Virus-Status", "Clean") {
+				t.Errorf("clean message: %+v", v)
+			}
+			v = c.Data(ctx, engTxn(), engMessage(engAttachment("eicar.com", []byte(engEICAR))))
+			switch onInfected {
+			case "Reject":
+				if v.Action != filter.Reject || v.Code < 500 {
+					t.Errorf("EICAR through the milter: %+v", v)
+				}
+			case "Quarantine":
+				if v.Action != filter.Tag || !v.Junk {
+					t.Errorf("EICAR through the milter, quarantined: %+v", v)
+				}
+			}
+			t.Logf("EICAR through clamav-milter (OnInfected %s): %+v", onInfected, v)
+		})
+	}
+}
+
+func hasHeader(hs []filter.Header, name, valuePrefix string) bool {
+	for _, h := range hs {
+		if strings.EqualFold(h.Name, name) && strings.HasPrefix(h.Value, valuePrefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -25,6 +25,7 @@ package milter
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -84,6 +85,16 @@ func (c *Check) Name() string { return c.o.Name }
 // offered is what the milter may ask for: see the package doc.
 const offered = gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine
 
+// protocol is every step a milter may ask to skip, and every reply it may ask not to send, that the client
+// honours. libmilter refuses the negotiation when the MTA does not offer a skip the milter asks for
+// (clamav-milter asks for NOHELO, NOEOH, NOUNKNOWN and NODATA), so offer all we can; the leading-space header
+// option and rejected recipients (RCPT_REJ) are not offered: the client sends neither.
+const protocol = gomilter.OptNoConnect | gomilter.OptNoHelo | gomilter.OptNoMailFrom | gomilter.OptNoRcptTo |
+	gomilter.OptNoBody | gomilter.OptNoHeaders | gomilter.OptNoEOH | gomilter.OptNoUnknown | gomilter.OptNoData |
+	gomilter.OptSkip | gomilter.OptNoHeaderReply | gomilter.OptNoConnReply | gomilter.OptNoHeloReply |
+	gomilter.OptNoMailReply | gomilter.OptNoRcptReply | gomilter.OptNoDataReply | gomilter.OptNoUnknownReply |
+	gomilter.OptNoEOHReply | gomilter.OptNoBodyReply
+
 // Data implements filter.DataChecker.
 func (c *Check) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filter.Verdict {
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
@@ -99,14 +110,7 @@ func (c *Check) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filt
 
 // run replays the transaction to the milter; an error means no usable answer.
 func (c *Check) run(ctx context.Context, t *filter.Txn, m *filter.Message) (filter.Verdict, error) {
-	dl, _ := ctx.Deadline()
-	cl := gomilter.NewClientWithOptions(c.addr.Network, c.addr.Address, gomilter.ClientOptions{
-		Dialer:       ctxDialer{ctx},
-		ReadTimeout:  time.Until(dl),
-		WriteTimeout: time.Until(dl),
-		ActionMask:   offered,
-	})
-	s, err := cl.Session()
+	s, err := c.session(ctx)
 	if err != nil {
 		return filter.Verdict{}, err
 	}
@@ -141,6 +145,35 @@ func (c *Check) run(ctx context.Context, t *filter.Txn, m *filter.Message) (filt
 	}
 	c.apply(&v, mods, hdr, t.QueueID)
 	return v, nil
+}
+
+// session connects and negotiates. Milters of protocol version 6 (libmilter today) get every option in
+// protocol; one that answers with an older version (go-milter's own server speaks 2) is asked again with the
+// options version 2 knows, on a new connection, since go-milter's client cannot downgrade with v6 options.
+func (c *Check) session(ctx context.Context) (*gomilter.ClientSession, error) {
+	dl, _ := ctx.Deadline()
+	var err error
+	for _, masks := range [][2]uint32{{uint32(offered), uint32(protocol)}, {uint32(offered & 0x3f), uint32(protocol & 0x7f)}} {
+		d := &ctxDialer{ctx: ctx}
+		cl := gomilter.NewClientWithOptions(c.addr.Network, c.addr.Address, gomilter.ClientOptions{
+			Dialer:       d,
+			ReadTimeout:  time.Until(dl),
+			WriteTimeout: time.Until(dl),
+			ActionMask:   gomilter.OptAction(masks[0]),
+			ProtocolMask: gomilter.OptProtocol(masks[1]),
+		})
+		var s *gomilter.ClientSession
+		s, err = cl.Session()
+		if err == nil {
+			return s, nil
+		}
+		// go-milter's Session does not close the connection when the negotiation fails.
+		d.close()
+		if !errors.Is(err, gomilter.ErrUnsupportedMilterVersion) {
+			return nil, err
+		}
+	}
+	return nil, err
 }
 
 // envelope sends the connection, HELO, MAIL and RCPT steps with the macros milters commonly read.
@@ -320,15 +353,25 @@ func header(name, value string) (filter.Header, bool) {
 
 // ctxDialer dials with ctx and clamps the client's per-operation deadlines to ctx's, so the conversation as a
 // whole ends with the check's timeout.
-type ctxDialer struct{ ctx context.Context }
+type ctxDialer struct {
+	ctx  context.Context
+	conn net.Conn // the connection dialed, closed by close
+}
 
-func (d ctxDialer) Dial(network, addr string) (net.Conn, error) {
+func (d *ctxDialer) Dial(network, addr string) (net.Conn, error) {
 	c, err := engine.Dial(d.ctx, engine.Addr{Network: network, Address: addr})
 	if err != nil {
 		return nil, err
 	}
 	dl, _ := d.ctx.Deadline()
-	return &clampConn{Conn: c, dl: dl}, nil
+	d.conn = &clampConn{Conn: c, dl: dl}
+	return d.conn, nil
+}
+
+func (d *ctxDialer) close() {
+	if d.conn != nil {
+		d.conn.Close()
+	}
 }
 
 type clampConn struct {
