@@ -155,3 +155,24 @@ func TestStripUnparseableHeader(t *testing.T) {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 }
+
+// FuzzStripAuthResults: the line-wise fallback never panics, never grows the message, and leaves a message
+// without Authentication-Results as it was.
+func FuzzStripAuthResults(f *testing.F) {
+	f.Add("Received: x\r\nAuthentication-Results: mx.example.org; spf=pass\r\nno header\r\n\r\nbody\r\n")
+	f.Add("Subject: a\r\n folded\r\n\tmore\r\n\r\n")
+	f.Fuzz(func(t *testing.T, msg string) {
+		r := stripAuthResults(strings.NewReader(msg), "mx.example.org")
+		out, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) > len(msg) {
+			t.Fatalf("grew: %q -> %q", msg, out)
+		}
+		if !strings.Contains(strings.ToLower(msg), "authentication-results") && string(out) != msg {
+			t.Fatalf("changed: %q -> %q", msg, out)
+		}
+	})
+}

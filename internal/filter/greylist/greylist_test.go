@@ -134,3 +134,14 @@ func TestNetwork(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseState(f *testing.F) {
+	f.Add([]byte("w 1700000000"))
+	f.Add([]byte("p -1"))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		state, _, ok := parseState(v)
+		if ok && state != v[0] {
+			t.Fatalf("%q: state %q", v, state)
+		}
+	})
+}
