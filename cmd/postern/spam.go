@@ -27,8 +27,12 @@ func (c *cli) spamCmd() *cobra.Command {
 			return c.withSpamFilter(func(ctx context.Context, a *admin.Admin, f admin.SpamFilter) error {
 				rep, err := a.SpamTrain(ctx, f, args[0], spam, args[1:], c.stdin)
 				if rep.Messages > 0 || err == nil {
-					fmt.Fprintf(c.stdout, "%d messages read, %d learned; %s now has %d spam and %d ham%s\n",
-						rep.Messages, rep.Learned, args[0], rep.Totals.Spam, rep.Totals.Ham, readyNote(rep.Ready))
+					fmt.Fprintf(c.stdout, "%d messages read, %d learned; %s now has %d spam and %d ham",
+						rep.Messages, rep.Learned, args[0], rep.Totals.Spam, rep.Totals.Ham)
+					if !rep.Ready {
+						fmt.Fprint(c.stdout, " (too few to judge mail yet)")
+					}
+					fmt.Fprintln(c.stdout)
 				}
 				return err
 			})
@@ -52,14 +56,8 @@ func (c *cli) spamCmd() *cobra.Command {
 	return group("spam", "the per-user statistical spam filter", train, status)
 }
 
-func readyNote(ready bool) string {
-	if ready {
-		return ""
-	}
-	return fmt.Sprintf(" (it judges mail from %d of each)", bayes.DefaultMinTrained)
-}
-
-// withSpamFilter opens the store like withAdmin and runs fn with the statistical filter over it.
+// withSpamFilter opens the store like withAdmin and runs fn with the statistical filter over it, configured as
+// the server's ([antispam] bayes_min_spam, bayes_min_ham, bayes_threshold).
 func (c *cli) withSpamFilter(fn func(ctx context.Context, a *admin.Admin, f admin.SpamFilter) error) error {
 	cfg, err := c.loadConfig()
 	if err != nil {
@@ -71,7 +69,8 @@ func (c *cli) withSpamFilter(fn func(ctx context.Context, a *admin.Admin, f admi
 	if err != nil {
 		return err
 	}
-	f, err := app.NewBayes(st, bayes.Options{Logger: log})
+	as := cfg.Antispam
+	f, err := app.NewBayes(st, bayes.Options{MinSpam: as.BayesMinSpam, MinHam: as.BayesMinHam, Threshold: as.BayesThreshold, Logger: log})
 	if err == nil {
 		err = fn(ctx, admin.New(st), f)
 	}
