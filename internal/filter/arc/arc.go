@@ -9,7 +9,10 @@
 // Validation follows RFC 8617 5.2: the chain's structure (instances 1..N, one of each header per instance, N <= 50,
 // cv=none at i=1 and cv=pass above, no cv=fail), the newest ARC-Message-Signature, then every ARC-Seal from newest to
 // oldest. Signatures are checked with this package's own DKIM-style canonicalization and key lookup through our
-// dns.Resolver (RSA >= 1024 bits, or Ed25519). Sealing (adding our own set when forwarding) is not done.
+// dns.Resolver (RSA >= 1024 bits, or Ed25519).
+//
+// Seal adds this server's own ARC set to a message it forwards (RFC 8617 5.1), e.g. for aliases that point to
+// remote addresses; whoever forwards (delivery/outbound) calls it with a key from internal/dkim.
 //
 // Pipeline order: spf, dkim, arc, dmarc. Config key (H6 wires it): [antispam] arc = true.
 package arc

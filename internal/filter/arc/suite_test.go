@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"io"
 	"net/netip"
@@ -130,8 +131,10 @@ func TestCheckRecordsResult(t *testing.T) {
 func FuzzValidate(f *testing.F) {
 	f.Add([]byte("ARC-Seal: a=rsa-sha256; b=AA==; cv=none; d=example.org; i=1; s=dummy\r\nARC-Message-Signature: a=rsa-sha256; b=AA==; bh=AA==; c=relaxed/relaxed; d=example.org; h=from; i=1; s=dummy\r\nARC-Authentication-Results: i=1; x; spf=pass\r\nFrom: a@b\r\n\r\nbody\r\n"))
 	c, _ := New(Options{Resolver: &dns.Fake{}})
+	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		_ = c.Validate(context.Background(), message(t, raw))
+		_, _ = Seal(bytes.NewReader(raw), SealOptions{Domain: "x.example", Selector: "s", Signer: key, AuthServID: "mx"})
 		_, _ = parseTags(string(raw))
 	})
 }
