@@ -163,7 +163,7 @@ func (c *session) cmdMail(arg string) *reply {
 	tx.env.QueueID = newQueueID()
 	if c.fs != nil && !tx.discard {
 		c.tx = tx // for the mail log line
-		r := c.filterReply("mail", c.fs.Mail(c.ctx, tx.env.QueueID, tx.env.From), "")
+		r := c.filterReply("mail", c.fs.Mail(c.ctx, tx.env.QueueID, tx.env.From), "", false)
 		c.tx = nil
 		if r != nil {
 			c.fs.Reset()
@@ -303,7 +303,7 @@ func (c *session) cmdRcpt(arg string) *reply {
 		}
 	}
 	if c.held != nil && !c.tx.discard {
-		if r := c.filterReply("rcpt", *c.held, addr.String()); r != nil {
+		if r := c.filterReply("rcpt", *c.held, addr.String(), true); r != nil {
 			return r
 		}
 	}
@@ -313,7 +313,7 @@ func (c *session) cmdRcpt(arg string) *reply {
 		return r
 	}
 	if c.fs != nil && !c.tx.discard {
-		if r := c.filterReply("rcpt", c.fs.Rcpt(c.ctx, addr), addr.String()); r != nil {
+		if r := c.filterReply("rcpt", c.fs.Rcpt(c.ctx, addr), addr.String(), false); r != nil {
 			return r
 		}
 	}

@@ -12,11 +12,12 @@ import (
 
 // stageProbe refuses by rule and records the stage calls it saw.
 type stageProbe struct {
-	mu       sync.Mutex
-	calls    []string
-	connect  filter.Verdict
-	tempRcpt string // recipient that gets a greylist-style 451
-	badFrom  string // sender refused at MAIL
+	mu        sync.Mutex
+	calls     []string
+	connect   filter.Verdict
+	tempRcpt  string // recipient that gets a greylist-style 451
+	badFrom   string // sender refused at MAIL
+	limitAuth bool   // MAIL of an authenticated user gets a rate-limit 451
 }
 
 func (p *stageProbe) Name() string { return "probe" }
@@ -39,6 +40,12 @@ func (p *stageProbe) Helo(_ context.Context, t *filter.Txn) filter.Verdict {
 
 func (p *stageProbe) Mail(_ context.Context, t *filter.Txn) filter.Verdict {
 	p.record(fmt.Sprintf("mail %s id=%v tls=%v auth=%q", t.From, t.QueueID != "", t.Conn.TLS, t.Conn.AuthUser))
+	p.mu.Lock()
+	limit := p.limitAuth
+	p.mu.Unlock()
+	if limit && t.Conn.AuthUser != "" {
+		return filter.Verdict{Action: filter.Tempfail, Code: 451, Enhanced: "4.7.1", Message: "Rate limit exceeded"}
+	}
 	if t.From.Key() == p.badFrom {
 		return filter.Verdict{Action: filter.Reject, Code: 553, Enhanced: "5.7.1", Message: "Sender refused"}
 	}
@@ -96,7 +103,8 @@ func TestFilterStages(t *testing.T) {
 	}
 }
 
-// A refusal at connect is answered at every RCPT (smtpd_delay_reject); the access table's OK waives it.
+// A refusal at connect is answered at every RCPT (smtpd_delay_reject); the access table's OK waives it, and so
+// does authentication — but an authenticated user's refusals at MAIL and RCPT (rate limits) stand.
 func TestFilterConnectRefusalDelayed(t *testing.T) {
 	probe := &stageProbe{connect: filter.Verdict{Action: filter.Reject, Code: 554, Enhanced: "5.7.1",
 		Message: "Service unavailable; client [127.0.0.1] blocked using bl.example", Reason: "dnsbl"}}
@@ -125,4 +133,26 @@ func TestFilterConnectRefusalDelayed(t *testing.T) {
 	c.expect("250 ")
 	c.send("RCPT TO:<alice@example.org>")
 	c.expect("250 ")
+
+	f.dir.mu.Lock()
+	delete(f.dir.access, "127.0.0.1")
+	f.dir.mu.Unlock()
+	c = f.dial(t)
+	c.expect("220 ")
+	c.send("EHLO x")
+	c.expect("250 ")
+	c.starttls()
+	c.send("AUTH PLAIN " + plain("alice@example.org", "secret"))
+	c.expect("235 ")
+	c.send("MAIL FROM:<alice@example.org>")
+	c.expect("250 ")
+	c.send("RCPT TO:<friend@elsewhere.net>")
+	c.expect("250 ")
+	c.send("RSET")
+	c.expect("250 ")
+	probe.mu.Lock()
+	probe.limitAuth = true
+	probe.mu.Unlock()
+	c.send("MAIL FROM:<alice@example.org>")
+	c.expect("451 4.7.1 Rate limit exceeded")
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern/internal/connserver"
 	"github.com/postern/postern/internal/filter"
 	"github.com/postern/postern/internal/mail"
 	"github.com/postern/postern/internal/maillog"
@@ -36,6 +37,8 @@ var errCloseSession = errors.New("close session")
 
 // session is one SMTP connection.
 type session struct {
+	connserver.IdleClock // lets a full server end the session idle the longest (connserver.Idler)
+
 	srv  *Server
 	conn net.Conn
 	br   *bufio.Reader
@@ -162,24 +165,25 @@ func (c *session) hold(v filter.Verdict) {
 	}
 }
 
-// exempt reports whether filter refusals before DATA are waived for this client: on the MX listener, a client
-// that authenticated or that the access table lets in (OK, RELAY) is trusted, as Postfix's usual
-// permit_sasl_authenticated / check_client_access before reject_rbl_client. The submission listeners' checks
-// (rate limits) are meant for authenticated users and always apply.
-func (c *session) exempt() bool {
+// waived reports whether a filter refusal before DATA is waived on the MX listener: for a client the access table
+// lets in (OK, RELAY), every such refusal; for a client that authenticated, the connect and HELO ones (a user on a
+// dynamic address listed in a DNSBL must still be able to send) — as Postfix's usual check_client_access and
+// permit_sasl_authenticated placed before reject_rbl_client. Rate limits still apply to authenticated users, and
+// the submission listeners' checks always apply.
+func (c *session) waived(held bool) bool {
 	if c.opts().Mode != ModeMX {
 		return false
 	}
-	return c.user != nil || c.ipAction == store.ActionOK || c.ipAction == store.ActionRelay
+	return c.ipAction == store.ActionOK || c.ipAction == store.ActionRelay || held && c.user != nil
 }
 
 // filterReply turns a filter refusal at stage into the reply and its mail log line; nil when v lets the command
-// through (or the client is exempt).
-func (c *session) filterReply(stage string, v filter.Verdict, to string) *reply {
+// through (or the refusal is waived). held marks a connect or HELO refusal answered at RCPT.
+func (c *session) filterReply(stage string, v filter.Verdict, to string, held bool) *reply {
 	if v.Action < filter.Tempfail {
 		return nil
 	}
-	if c.exempt() {
+	if c.waived(held) {
 		c.log.Debug("filter refusal waived for trusted client", "stage", stage, "reason", v.Reason)
 		return nil
 	}
@@ -227,7 +231,9 @@ func (c *session) readCommand() (string, error) {
 		}
 		c.conn.SetReadDeadline(time.Now().Add(c.opts().ReadTimeout))
 		c.mu.Unlock()
+		c.Wait()
 		line, tooLong, err := readLine(c.br, maxCommandLine)
+		c.Work()
 		if err != nil {
 			return "", err
 		}
