@@ -29,6 +29,17 @@ type Session interface {
 	Close()           // at the Shutdown deadline: close the connection whatever the session is doing
 }
 
+// Idler is implemented by sessions that can tell since when they have been waiting for their client (the zero
+// time while a command runs). When the server is full, it ends the session idle the longest to admit a new
+// client, so a slowloris holding every slot with silent connections cannot lock real clients out (Postfix's
+// stress mode shortens timeouts for the same reason).
+type Idler interface {
+	IdleSince() time.Time
+}
+
+// minEvictIdle is how long a session must have been idle before it may be ended to make room.
+const minEvictIdle = 2 * time.Second
+
 // Refusal says why a connection is refused.
 type Refusal int
 
@@ -60,9 +71,10 @@ type Server struct {
 	log     *slog.Logger
 	closing atomic.Bool
 
-	mu        sync.Mutex // guards listeners, sessions, perIP, total
+	mu        sync.Mutex // guards listeners, sessions, evicting, perIP, total
 	listeners map[net.Listener]bool
 	sessions  map[Session]bool
+	evicting  map[Session]bool // ended to make room, not counted against MaxConnections
 	perIP     map[netip.Addr]int
 	total     int
 	wg        sync.WaitGroup // session goroutines
@@ -80,7 +92,7 @@ func New(o Options) *Server {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Server{opts: o, log: o.Logger, listeners: map[net.Listener]bool{}, sessions: map[Session]bool{},
-		perIP: map[netip.Addr]int{}}
+		evicting: map[Session]bool{}, perIP: map[netip.Addr]int{}}
 }
 
 // Closing reports whether Shutdown has begun; sessions use it to say goodbye instead of reading the next command.
@@ -134,10 +146,10 @@ func (s *Server) admit(c net.Conn) {
 	switch {
 	case s.closing.Load():
 		why = ShuttingDown
-	case s.total >= s.opts.MaxConnections:
-		why = TooMany
 	case s.perIP[ip] >= s.opts.MaxConnsPerIP:
 		why = TooManyFromIP
+	case s.total-len(s.evicting) >= s.opts.MaxConnections && !s.evictIdle():
+		why = TooMany
 	default:
 		refused = false
 	}
@@ -175,10 +187,34 @@ func (s *Server) refuse(c net.Conn, ip netip.Addr, why Refusal) {
 	}()
 }
 
+// evictIdle ends the session idle the longest (at least minEvictIdle) to make room; it reports whether it found
+// one. The caller holds s.mu.
+func (s *Server) evictIdle() bool {
+	var victim Session
+	oldest := time.Now().Add(-minEvictIdle)
+	for sess := range s.sessions {
+		id, ok := sess.(Idler)
+		if !ok || s.evicting[sess] {
+			continue
+		}
+		if since := id.IdleSince(); !since.IsZero() && since.Before(oldest) {
+			victim, oldest = sess, since
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	s.evicting[victim] = true
+	s.log.Info("connection limit reached: ending the longest idle session", "idle", time.Since(oldest).Round(time.Second))
+	victim.InterruptIfIdle()
+	return true
+}
+
 func (s *Server) release(sess Session, ip netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, sess)
+	delete(s.evicting, sess)
 	s.total--
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
@@ -229,4 +265,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		return ctx.Err()
 	}
+}
+
+// IdleClock implements Idler for a session that embeds it: the session calls Wait when it starts waiting for
+// the client and Work when a command arrives. The zero IdleClock reports busy.
+type IdleClock struct {
+	since atomic.Int64 // unix nanoseconds since the session waits; 0 while it works
+}
+
+// Wait marks the session as waiting for its client from now on.
+func (c *IdleClock) Wait() { c.since.Store(time.Now().UnixNano()) }
+
+// Work marks the session as busy with a command.
+func (c *IdleClock) Work() { c.since.Store(0) }
+
+// IdleSince returns when the session began waiting, the zero time while it works.
+func (c *IdleClock) IdleSince() time.Time {
+	if n := c.since.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }

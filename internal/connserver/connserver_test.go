@@ -112,6 +112,66 @@ func TestTotalLimit(t *testing.T) {
 	}
 }
 
+// idler is an echo session that reports its idle time: from a minute before it was admitted (a silent slowloris
+// connection) until its last line.
+type idler struct {
+	echo
+	last atomic.Int64 // unix nanoseconds of the last line
+}
+
+func (i *idler) Serve() {
+	r := bufio.NewReader(i.c)
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		i.last.Store(time.Now().UnixNano())
+		i.c.Write([]byte("ok " + l))
+	}
+}
+
+func (i *idler) IdleSince() time.Time { return time.Unix(0, i.last.Load()) }
+
+// TestFullEvictsLongestIdle: when full, a new client gets the slot of the session idle the longest; sessions
+// that were active within minEvictIdle are not ended, and with none to end the newcomer is refused.
+func TestFullEvictsLongestIdle(t *testing.T) {
+	s := New(Options{MaxConnections: 2, MaxConnsPerIP: 10,
+		NewSession: func(c net.Conn, _ netip.Addr) Session {
+			i := &idler{echo: echo{c: c}}
+			i.last.Store(time.Now().Add(-time.Minute).UnixNano())
+			return i
+		},
+		Refuse: func(net.Conn, Refusal) string { return "too many" }})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Shutdown(context.Background())
+	addr := ln.Addr().String()
+	_, silent := dial(t, addr) // a slowloris connection: never says anything
+	c2, r2 := dial(t, addr)
+	if say(t, c2, r2, "hello") != "ok hello" {
+		t.Fatal("second connection not served")
+	}
+	c3, r3 := dial(t, addr)
+	if l, _ := silent.ReadString('\n'); strings.TrimSpace(l) != "bye" {
+		t.Fatalf("the silent session was not ended: %q", l)
+	}
+	if say(t, c3, r3, "me too") != "ok me too" {
+		t.Fatal("the newcomer was not served")
+	}
+	say(t, c2, r2, "still here")
+	_, r4 := dial(t, addr)
+	if l, _ := r4.ReadString('\n'); strings.TrimSpace(l) != "too many" {
+		t.Fatalf("with every session active, a newcomer got %q", l)
+	}
+	if say(t, c2, r2, "x") != "ok x" || say(t, c3, r3, "y") != "ok y" {
+		t.Fatal("an active session was ended")
+	}
+}
+
 func TestShutdown(t *testing.T) {
 	var stopped atomic.Int32
 	s, addr, errc := start(t, Options{Stop: func() { stopped.Add(1) }})

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern/internal/connserver"
 	"github.com/postern/postern/internal/store"
 )
 
@@ -48,6 +49,8 @@ func bad(code, text string) error { return &imapError{"BAD", code, text} }
 
 // session is one IMAP connection.
 type session struct {
+	connserver.IdleClock // lets a full server end the session idle the longest (connserver.Idler)
+
 	srv    *Server
 	ip     netip.Addr
 	log    *slog.Logger
@@ -95,6 +98,7 @@ func newSession(s *Server, c net.Conn, ip netip.Addr) *session {
 	sess.bw = bufio.NewWriterSize(c, 16384)
 	sess.src = &source{br: sess.br, maxLine: s.opts.MaxLineBytes, maxSmall: 1 << 20, cont: sess.sendContinuation}
 	sess.tokens = float64(10 * s.opts.CommandsPerSecond)
+	sess.Wait()
 	return sess
 }
 
@@ -122,6 +126,11 @@ func (c *session) setBusy(v bool) {
 	c.mu.Lock()
 	c.busy = v
 	c.mu.Unlock()
+	if v {
+		c.Work()
+	} else {
+		c.Wait()
+	}
 }
 
 // Serve runs the session; a panic is logged and ends only this connection.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/auth"
+	"github.com/postern/postern/internal/connserver"
 	"github.com/postern/postern/internal/store"
 )
 
@@ -47,6 +48,8 @@ type message struct {
 
 // session is one POP2 connection.
 type session struct {
+	connserver.IdleClock // lets a full server end the session idle the longest (connserver.Idler)
+
 	srv  *Server
 	conn net.Conn
 	br   *bufio.Reader
@@ -69,8 +72,10 @@ type session struct {
 
 func newSession(s *Server, c net.Conn, ip netip.Addr) *session {
 	id := s.nextID.Add(1)
-	return &session{srv: s, conn: c, ip: ip, ctx: s.ctx, log: s.log.With("conn", id, "remote", ip.String()),
+	sess := &session{srv: s, conn: c, ip: ip, ctx: s.ctx, log: s.log.With("conn", id, "remote", ip.String()),
 		br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(deadlineWriter{c, s.opts.Timeout}, 32<<10)}
+	sess.Wait()
+	return sess
 }
 
 // deadlineWriter renews the write deadline before each write.
@@ -102,6 +107,11 @@ func (c *session) setBusy(v bool) {
 	c.mu.Lock()
 	c.busy = v
 	c.mu.Unlock()
+	if v {
+		c.Work()
+	} else {
+		c.Wait()
+	}
 }
 
 func (c *session) reply(line string) { c.bw.WriteString(line + "\r\n") }

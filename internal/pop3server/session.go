@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/postern/postern/internal/connserver"
 	"github.com/postern/postern/internal/store"
 )
 
@@ -30,6 +31,8 @@ const (
 
 // session is one POP3 connection.
 type session struct {
+	connserver.IdleClock // lets a full server end the session idle the longest (connserver.Idler)
+
 	srv *Server
 	br  *bufio.Reader
 	bw  *bufio.Writer
@@ -56,6 +59,7 @@ func newSession(s *Server, c net.Conn, ip netip.Addr) *session {
 	_, sess.tls = c.(*tls.Conn)
 	sess.br = bufio.NewReaderSize(c, 4096)
 	sess.bw = bufio.NewWriterSize(deadlineWriter{sess}, 32<<10)
+	sess.Wait()
 	return sess
 }
 
@@ -92,6 +96,11 @@ func (c *session) setBusy(v bool) {
 	c.mu.Lock()
 	c.busy = v
 	c.mu.Unlock()
+	if v {
+		c.Work()
+	} else {
+		c.Wait()
+	}
 }
 
 // Serve runs the session; a panic is logged and ends only this connection. The maildrop lock is released
