@@ -10,12 +10,13 @@
 // sp= applies when the policy was found at the Organizational Domain of a subdomain; pct= samples the messages the
 // policy applies to, the rest get the next milder policy (RFC 7489 6.6.4).
 //
-// It reads the results of earlier checks from Txn.Values: "spf" (*spf.Result) and "dkim" ([]dkim.Signature), so the
-// pipeline order must be spf, dkim, arc, dmarc. Without them neither can align and every policy-bearing domain fails.
+// It reads the results of earlier checks from Txn.Values: "spf" (*spf.Result), "dkim" ([]dkim.Signature) and "arc"
+// (*arc.Result, for Options.TrustedSealers), so the pipeline order must be spf, dkim, arc, dmarc. Without spf and
+// dkim neither can align and every policy-bearing domain fails.
 // Authenticated (submission) clients are not checked.
 //
 // Config keys (H6 wires them): [antispam] dmarc = true, dmarc_reject = "reject" | "quarantine" (what p=reject does),
-// dmarc_fail_score = 0 (added when DMARC fails, whatever the policy).
+// dmarc_fail_score = 0 (added when DMARC fails, whatever the policy), arc_trusted_sealers = [] (TrustedSealers).
 package dmarc
 
 import (
@@ -32,6 +33,7 @@ import (
 
 	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/arc"
 	"github.com/postern/postern/internal/filter/dkim"
 	"github.com/postern/postern/internal/filter/spf"
 )
@@ -48,6 +50,11 @@ type Options struct {
 	RejectAsQuarantine bool
 	// FailScore is added when DMARC fails (default 0).
 	FailScore float64
+	// TrustedSealers are ARC sealer domains (d= of an ARC-Seal) this receiver trusts to forward mail faithfully,
+	// e.g. mailing lists the users read. When DMARC fails but the message carries a passing ARC chain whose newest
+	// seal is by one of them, the policy is not applied (RFC 8617 7.2.1, RFC 7489 6.7 local policy). Needs the arc
+	// check before this one.
+	TrustedSealers []string
 	// Sample reports whether a message falls within pct percent (default: random); tests pin it.
 	Sample func(pct int) bool
 	Logger *slog.Logger
@@ -58,7 +65,8 @@ type Result struct {
 	Value      authres.ResultValue // pass, fail, none, temperror, permerror
 	FromDomain string
 	Record     *Record // nil when no policy was found
-	Applied    Policy  // the policy applied to this message after sp= and pct= ("" on pass)
+	Applied    Policy  // the policy applied to this message after sp=, pct= and an ARC override ("" on pass)
+	Override   string  // the trusted ARC sealer that spared a failing message, if any
 	Reason     string
 }
 
@@ -142,6 +150,11 @@ func (c *Check) Evaluate(ctx context.Context, t *filter.Txn, m *filter.Message) 
 	if atOrg && rec.SubdomainPolicy != "" {
 		r.Applied = rec.SubdomainPolicy // 6.3 sp: the policy for subdomains of the Organizational Domain
 	}
+	if sealer := c.trustedChain(t); sealer != "" && r.Applied != PolicyNone {
+		r.Applied, r.Override = PolicyNone, sealer
+		r.Reason += ", policy not applied: ARC chain sealed by trusted " + sealer
+		return r
+	}
 	// 6.6.4: a message outside pct gets the next milder policy.
 	if r.Applied != PolicyNone && rec.Percent < 100 && !c.opts.Sample(rec.Percent) {
 		if r.Applied == PolicyReject {
@@ -151,6 +164,21 @@ func (c *Check) Evaluate(ctx context.Context, t *filter.Txn, m *filter.Message) 
 		}
 	}
 	return r
+}
+
+// trustedChain returns the newest ARC sealer when the chain passed and that sealer is trusted, else "".
+func (c *Check) trustedChain(t *filter.Txn) string {
+	r, ok := t.Values[arc.Name].(*arc.Result)
+	if !ok || r.Value != authres.ResultPass || len(r.Sealers) == 0 {
+		return ""
+	}
+	newest := strings.ToLower(r.Sealers[len(r.Sealers)-1])
+	for _, d := range c.opts.TrustedSealers {
+		if strings.EqualFold(strings.TrimSuffix(d, "."), newest) {
+			return newest
+		}
+	}
+	return ""
 }
 
 // alignedPass reports whether SPF or a DKIM signature passed for a domain aligned with from (RFC 7489 3.1, 4.2).

@@ -12,6 +12,7 @@ import (
 
 	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/arc"
 	"github.com/postern/postern/internal/filter/dkim"
 	"github.com/postern/postern/internal/filter/spf"
 )
@@ -111,6 +112,7 @@ func TestCheck(t *testing.T) {
 	}
 	type auth struct {
 		spfDomain, dkimDomain string
+		arcSealers            []string // a passing ARC chain sealed by these, oldest first
 	}
 	cases := []struct {
 		name, from string
@@ -121,13 +123,13 @@ func TestCheck(t *testing.T) {
 		action     filter.Action
 		junk       bool
 	}{
-		{"dkim aligned relaxed", "a@reject.test", auth{"", "mail.reject.test"}, true, false, authres.ResultPass, filter.Accept, false},
-		{"spf aligned relaxed", "a@news.reject.test", auth{"bounce.reject.test", ""}, true, false, authres.ResultPass, filter.Accept, false},
-		{"unaligned: reject", "a@reject.test", auth{"evil.test", "evil.test"}, true, false, authres.ResultFail, filter.Reject, false},
-		{"reject as quarantine", "a@reject.test", auth{"", ""}, true, true, authres.ResultFail, filter.Tag, true},
-		{"subdomain gets sp", "a@news.reject.test", auth{"", ""}, true, false, authres.ResultFail, filter.Tag, true},
-		{"strict: subdomain does not align", "a@quar.test", auth{"mail.quar.test", "mail.quar.test"}, true, false, authres.ResultFail, filter.Tag, true},
-		{"strict: exact aligns", "a@quar.test", auth{"", "quar.test"}, true, false, authres.ResultPass, filter.Accept, false},
+		{"dkim aligned relaxed", "a@reject.test", auth{spfDomain: "", dkimDomain: "mail.reject.test"}, true, false, authres.ResultPass, filter.Accept, false},
+		{"spf aligned relaxed", "a@news.reject.test", auth{spfDomain: "bounce.reject.test", dkimDomain: ""}, true, false, authres.ResultPass, filter.Accept, false},
+		{"unaligned: reject", "a@reject.test", auth{spfDomain: "evil.test", dkimDomain: "evil.test"}, true, false, authres.ResultFail, filter.Reject, false},
+		{"reject as quarantine", "a@reject.test", auth{spfDomain: "", dkimDomain: ""}, true, true, authres.ResultFail, filter.Tag, true},
+		{"subdomain gets sp", "a@news.reject.test", auth{spfDomain: "", dkimDomain: ""}, true, false, authres.ResultFail, filter.Tag, true},
+		{"strict: subdomain does not align", "a@quar.test", auth{spfDomain: "mail.quar.test", dkimDomain: "mail.quar.test"}, true, false, authres.ResultFail, filter.Tag, true},
+		{"strict: exact aligns", "a@quar.test", auth{spfDomain: "", dkimDomain: "quar.test"}, true, false, authres.ResultPass, filter.Accept, false},
 		{"p=none", "a@none.test", auth{}, true, false, authres.ResultFail, filter.Accept, false},
 		{"pct sampled out: reject to quarantine", "a@half.test", auth{}, false, false, authres.ResultFail, filter.Tag, true},
 		{"pct sampled in", "a@half.test", auth{}, true, false, authres.ResultFail, filter.Reject, false},
@@ -135,7 +137,9 @@ func TestCheck(t *testing.T) {
 		{"non-DMARC TXT ignored", "a@other.test", auth{}, true, false, authres.ResultFail, filter.Reject, false},
 		{"own record wins over org's", "a@sub.nosp.test", auth{}, true, false, authres.ResultFail, filter.Accept, false},
 		{"no sp: p applies to subdomains", "a@x.nosp.test", auth{}, true, false, authres.ResultFail, filter.Reject, false},
-		{"public suffix boundary", "a@shop.list.co.uk", auth{"", "other.co.uk"}, true, false, authres.ResultFail, filter.Reject, false},
+		{"public suffix boundary", "a@shop.list.co.uk", auth{spfDomain: "", dkimDomain: "other.co.uk"}, true, false, authres.ResultFail, filter.Reject, false},
+		{"trusted ARC sealer spares", "a@reject.test", auth{arcSealers: []string{"x.example", "lists.example"}}, true, false, authres.ResultFail, filter.Accept, false},
+		{"untrusted newest sealer", "a@reject.test", auth{arcSealers: []string{"lists.example", "x.example"}}, true, false, authres.ResultFail, filter.Reject, false},
 		{"no policy", "a@nopolicy.test", auth{}, true, false, authres.ResultNone, filter.Accept, false},
 		{"dns failure", "a@tempfail.test", auth{}, true, false, authres.ResultTempError, filter.Accept, false},
 		{"no From", "", auth{}, true, false, authres.ResultNone, filter.Accept, false},
@@ -143,13 +147,17 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := New(Options{Resolver: res, RejectAsQuarantine: tc.rejAsQ, Sample: func(int) bool { return tc.sample }})
+			c, err := New(Options{Resolver: res, RejectAsQuarantine: tc.rejAsQ, Sample: func(int) bool { return tc.sample },
+				TrustedSealers: []string{"Lists.Example."}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			txn := &filter.Txn{Conn: &filter.Conn{IP: netip.MustParseAddr("192.0.2.1")}, Values: map[string]any{}}
 			if tc.auth.spfDomain != "" {
 				txn.Values[spf.Name] = &spf.Result{Value: authres.ResultPass, Domain: tc.auth.spfDomain}
+			}
+			if tc.auth.arcSealers != nil {
+				txn.Values[arc.Name] = &arc.Result{Value: authres.ResultPass, Sealers: tc.auth.arcSealers}
 			}
 			if tc.auth.dkimDomain != "" {
 				txn.Values[dkim.Name] = []dkim.Signature{{Value: authres.ResultFail, Domain: "x.test"}, {Value: authres.ResultPass, Domain: tc.auth.dkimDomain}}
