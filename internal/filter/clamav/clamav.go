@@ -3,8 +3,8 @@
 // amavisd-new does).
 //
 // Config keys (wired by internal/app): [antivirus] clamd → Options.Address ("tcp:127.0.0.1:3310" or
-// "unix:/run/clamav/clamd.ctl"), [antivirus] on_error → Options.OnError ("tempfail" or "accept"), and an optional
-// [antivirus] clamd_timeout → Options.Timeout.
+// "unix:/run/clamav/clamd.ctl"), [antivirus] on_error → Options.OnError ("tempfail" or "accept"), and optional
+// [antivirus] clamd_timeout → Options.Timeout, clamd_max_size → Options.MaxSize.
 //
 // The protocol (clamd(8), "INSTREAM"): "zINSTREAM\0", then chunks each preceded by its length as a 4-byte
 // big-endian integer, then a zero-length chunk; clamd answers one NUL-terminated line: "stream: OK",
@@ -35,6 +35,9 @@ type Options struct {
 	Timeout time.Duration
 	// ChunkSize is the INSTREAM chunk size (default 64 KiB).
 	ChunkSize int
+	// MaxSize: larger messages are not sent and pass unscanned, logged (0: every message is sent, and one over
+	// clamd's StreamMaxLength is an error under OnError). Set it to StreamMaxLength to scan what clamd can.
+	MaxSize int64
 	Logger    *slog.Logger
 }
 
@@ -44,6 +47,7 @@ type Check struct {
 	onError engine.OnError
 	timeout time.Duration
 	chunk   int
+	maxSize int64
 	log     *slog.Logger
 }
 
@@ -57,7 +61,8 @@ func New(o Options) (*Check, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clamav: %w", err)
 	}
-	c := &Check{addr: a, onError: p, timeout: o.Timeout, chunk: o.ChunkSize, log: engine.Logger(o.Logger)}
+	c := &Check{addr: a, onError: p, timeout: o.Timeout, chunk: o.ChunkSize, maxSize: o.MaxSize,
+		log: engine.Logger(o.Logger)}
 	if c.timeout <= 0 {
 		c.timeout = 60 * time.Second
 	}
@@ -194,6 +199,10 @@ func ParseReply(reply string) (Result, error) {
 
 // Data implements filter.DataChecker.
 func (c *Check) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filter.Verdict {
+	if c.maxSize > 0 && m.Size > c.maxSize {
+		c.log.Info("clamd: message not scanned, too large", "queue_id", t.QueueID, "size", m.Size, "max", c.maxSize)
+		return filter.Verdict{Reason: fmt.Sprintf("clamav: not scanned, %d bytes > %d", m.Size, c.maxSize)}
+	}
 	r, err := m.Open()
 	if err != nil {
 		return engine.Failure(c.onError, c.log, c.Name(), fmt.Errorf("open message: %w", err))

@@ -158,6 +158,14 @@ func TestSizeLimitIsAnError(t *testing.T) {
 	if v := c.Data(context.Background(), &filter.Txn{}, message(strings.Repeat("y", 1000))); v.Action != filter.Tempfail {
 		t.Errorf("over the limit with on_error=tempfail: %+v", v)
 	}
+	// With MaxSize at clamd's limit, a larger message is not sent: it passes unscanned, with a reason for the log.
+	c, err = New(Options{Address: f.addr(), MaxSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := c.Data(context.Background(), &filter.Txn{}, message(strings.Repeat("y", 1000))); v.Action != filter.Accept || v.Reason == "" {
+		t.Errorf("over MaxSize: %+v", v)
+	}
 }
 
 func TestClamdDown(t *testing.T) {
