@@ -38,7 +38,7 @@ type Options struct {
 	// MaxSize: larger messages are not sent and pass unscanned, logged (0: every message is sent, and one over
 	// clamd's StreamMaxLength is an error under OnError). Set it to StreamMaxLength to scan what clamd can.
 	MaxSize int64
-	Logger    *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Check scans messages with clamd. It is safe for concurrent use; each scan uses its own connection.
