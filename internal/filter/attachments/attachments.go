@@ -8,9 +8,9 @@
 // continuations and charsets, and RFC 2047 encoded words as mail clients send them); the extension is the last
 // one, after Windows' trimming of trailing dots and spaces ("invoice.pdf.exe." is exe).
 //
-// Config keys (wired by internal/app): [antivirus] blocked_extensions → Options.Extensions, [antivirus]
-// blocked_content_types → Options.ContentTypes (empty: the defaults below), [antivirus] scan_archives (default
-// true) → !Options.SkipArchives, [antivirus] reject_encrypted_archives → Options.RejectEncryptedArchives.
+// Config keys (wired by internal/app): [antivirus] dangerous_extensions → Options.Extensions, [antivirus]
+// dangerous_content_types → Options.ContentTypes (nil: the defaults below; empty: none), [antivirus] scan_archives
+// → !Options.SkipArchives, [antivirus] reject_encrypted_archives → Options.RejectEncryptedArchives.
 package attachments
 
 import (
