@@ -25,13 +25,18 @@ var (
 // dotReader reads a DATA body: it removes dot-stuffing (RFC 5321 4.5.2), stops at <CRLF>.<CRLF>, and refuses bare
 // LF and bare CR (RFC 5321 2.3.8; the SMTP smuggling attack needs them). Over max octets it keeps reading to the end
 // and then fails with errTooBig, so the session stays in step with the client.
+//
+// A line longer than the reader's buffer is passed on in pieces, never kept whole: RFC 5321 4.5.3.1.6 limits a
+// line to 1000 octets, but a client that ignores it must cost neither memory nor time beyond the buffer.
 type dotReader struct {
 	br    *bufio.Reader
 	max   int64
 	n     int64
 	buf   []byte
 	err   error
-	onRow func() // called per line (refreshes the read deadline)
+	onRow func() // called per line or piece (refreshes the read deadline)
+	mid   bool   // the last piece ended inside a line
+	cr    bool   // ... and with a CR, which the next piece must continue with LF
 }
 
 func (d *dotReader) Read(p []byte) (int, error) {
@@ -50,25 +55,22 @@ func (d *dotReader) next() {
 	if d.onRow != nil {
 		d.onRow()
 	}
-	line, err := d.br.ReadSlice('\n')
-	for err == bufio.ErrBufferFull { // a long line: keep it whole
-		var more []byte
-		more, err = d.br.ReadSlice('\n')
-		line = append(append([]byte(nil), line...), more...)
-	}
-	if err != nil {
+	piece, err := d.br.ReadSlice('\n')
+	partial := err == bufio.ErrBufferFull // a long line: this is one piece of it
+	if err != nil && !partial {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		d.err = err
 		return
 	}
-	if len(line) < 2 || line[len(line)-2] != '\r' || bytes.IndexByte(line[:len(line)-2], '\r') >= 0 {
+	atStart := !d.mid
+	if !d.checkBreaks(piece, partial) {
 		d.err = errBareLF
 		return
 	}
-	if line[0] == '.' {
-		if len(line) == 3 {
+	if atStart && piece[0] == '.' {
+		if !partial && len(piece) == 3 {
 			if d.n > d.max {
 				d.err = errTooBig
 			} else {
@@ -76,13 +78,36 @@ func (d *dotReader) next() {
 			}
 			return
 		}
-		line = line[1:]
+		piece = piece[1:]
 	}
-	d.n += int64(len(line))
+	d.n += int64(len(piece))
 	if d.n > d.max {
 		return // discard, keep reading to the end
 	}
-	d.buf = line
+	d.buf = piece
+}
+
+// checkBreaks reports whether every CR and LF in piece is part of a CRLF, carrying a trailing CR of a partial
+// piece over to the next one, and records whether the line goes on.
+func (d *dotReader) checkBreaks(piece []byte, partial bool) bool {
+	if d.cr && piece[0] != '\n' {
+		return false // the CR that ended the last piece was bare
+	}
+	body := piece
+	if d.cr {
+		body = piece[1:] // its LF completes the last piece's CR
+	}
+	d.cr, d.mid = false, partial
+	if partial {
+		if n := len(body); n > 0 && body[n-1] == '\r' {
+			d.cr, body = true, body[:n-1]
+		}
+		return bytes.IndexByte(body, '\r') < 0
+	}
+	if len(body) == 0 { // just the LF after a carried CR
+		return true
+	}
+	return len(body) >= 2 && body[len(body)-2] == '\r' && bytes.IndexByte(body[:len(body)-2], '\r') < 0
 }
 
 // drain consumes the rest of the body (after a failure) so the session stays in step; it reports whether it did.

@@ -193,15 +193,6 @@ func rss(t *testing.T, pid int) int64 {
 
 const mib = 1 << 20
 
-// knownBug skips a test of a bug that is reported and not fixed yet, unless POSTERN_KNOWN_BUGS=1: the test
-// states the requirement, and whoever fixes the bug runs it (and removes this call).
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("POSTERN_KNOWN_BUGS") != "1" {
-		t.Skipf("known bug, POSTERN_KNOWN_BUGS=1 runs it: %s", what)
-	}
-}
-
 // TestSecuritySlowloris: 1,000 idle connections (from 50 loopback addresses, each at the per-IP limit of 20) do
 // not keep a real client from delivering a message over SMTP and reading it back over IMAPS.
 func TestSecuritySlowloris(t *testing.T) {
@@ -332,9 +323,6 @@ func TestSecurityOversizedInput(t *testing.T) {
 		step("SMTP message")
 	})
 	t.Run("SMTP message line of 64 MiB", func(t *testing.T) {
-		knownBug(t, "internal/smtpserver/data.go dotReader.next keeps a DATA line whole however long it is, "+
-			"re-copying it per 4 KiB read (quadratic CPU, memory as large as the line): a 64 MiB line took 190 MiB "+
-			"and no answer came within 5 minutes")
 		c := mxSession(t, s)
 		c.send("MAIL FROM:<someone@remote.example>")
 		c.expect(250)
