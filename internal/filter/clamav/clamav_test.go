@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/postern/postern/internal/filter"
 )
@@ -194,6 +195,33 @@ func TestClamdDown(t *testing.T) {
 		if err := c.Ping(context.Background()); err == nil {
 			t.Errorf("Ping with clamd down: no error")
 		}
+	}
+}
+
+// TestHungClamd: a clamd that takes the stream and never answers is cut off by the context's deadline.
+func TestHungClamd(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	c, err := New(Options{Address: "tcp:" + ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The deadline is not measured: the test only needs Data to return, with a tempfail.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if v := c.Data(ctx, &filter.Txn{}, message("x\r\n")); v.Action != filter.Tempfail {
+		t.Errorf("hung clamd: %+v", v)
 	}
 }
 
