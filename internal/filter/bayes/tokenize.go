@@ -188,13 +188,31 @@ func (t *tokens) html(s string) string {
 			t.add("html:" + name)
 		}
 		t.urls(tag)
-		if name == "script" || name == "style" {
-			if k := strings.Index(strings.ToLower(s), "</"+name); k >= 0 {
-				s = s[k:]
+		if (name == "script" || name == "style") && !strings.HasPrefix(tag, "/") {
+			k := closeTag(s, name)
+			if k < 0 {
+				break // unclosed: the rest is script
 			}
+			s = s[k:]
 		}
 	}
 	return htmlEntities.Replace(b.String())
+}
+
+// closeTag returns the index in s of the tag closing an element name ("</script"), matched without regard to
+// case, or -1. It allocates nothing and scans s once.
+func closeTag(s, name string) int {
+	for off := 0; ; {
+		i := strings.Index(s[off:], "</")
+		if i < 0 {
+			return -1
+		}
+		i += off
+		if end := i + 2 + len(name); end <= len(s) && strings.EqualFold(s[i+2:end], name) {
+			return i
+		}
+		off = i + 2
+	}
 }
 
 var htmlEntities = strings.NewReplacer("&nbsp;", " ", "&amp;", "&", "&lt;", "<", "&gt;", ">", "&quot;", `"`, "&#39;", "'")
@@ -215,9 +233,10 @@ func (t *tokens) urls(s string) {
 			continue
 		}
 		s = s[3:]
-		end := strings.IndexAny(s, "/?#\"'> \t\r\n)")
+		w := s[:min(len(s), 256)] // a host name is short; never scan the rest of a long text per link
+		end := strings.IndexAny(w, "/?#\"'> \t\r\n)")
 		if end < 0 {
-			end = len(s)
+			end = len(w)
 		}
 		host := strings.ToLower(s[:end])
 		if at := strings.LastIndexByte(host, '@'); at >= 0 {

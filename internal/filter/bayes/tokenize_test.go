@@ -65,3 +65,35 @@ func FuzzTokenize(f *testing.F) {
 		}
 	})
 }
+
+// adversarial are 512 KiB inputs that would make a careless scanner quadratic: links without delimiters,
+// unclosed scripts, tags without end.
+func adversarial() map[string][]byte {
+	html := "Content-Type: text/html\r\n\r\n"
+	return map[string][]byte{
+		"links":   []byte("Subject: x\r\n\r\n" + strings.Repeat("http://a", 64<<10)),
+		"scripts": []byte(html + strings.Repeat("<script>x", 56<<10)),
+		"closes":  []byte(html + strings.Repeat("</script><style>", 32<<10)),
+		"tags":    []byte(html + strings.Repeat("<a href=http://x", 32<<10)),
+	}
+}
+
+// TestTokenizeAdversarial runs the inputs once; a quadratic scan shows as a test that does not finish.
+func TestTokenizeAdversarial(t *testing.T) {
+	for name, msg := range adversarial() {
+		if toks := Tokenize(msg); len(toks) == 0 {
+			t.Errorf("%s: no tokens", name)
+		}
+	}
+}
+
+func BenchmarkTokenizeAdversarial(b *testing.B) {
+	for name, msg := range adversarial() {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(msg)))
+			for b.Loop() {
+				Tokenize(msg)
+			}
+		})
+	}
+}

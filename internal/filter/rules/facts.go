@@ -20,22 +20,24 @@ import (
 
 // facts is what the rules look at, computed once per message.
 type facts struct {
-	txn    *filter.Txn
-	now    time.Time
-	raw    []byte           // the message as read (at most Options.MaxBytes)
-	header textproto.Header // top-level header fields
-	info   *msginfo.Info    // MIME structure of raw
-	text   string           // decoded text of the text parts (HTML without tags), lower-cased
-	shouts int              // words of 4 letters or more in capitals in the text
-	words  int              // words in the text
-	subj   string           // decoded Subject
-	links  []link           // http(s) links of the text and HTML parts
-	parts  partStats        // what the MIME tree holds
-	from   *mail.Address    // the From address; nil when missing or malformed
-	date   time.Time        // the parsed Date; zero when missing or invalid
-	hasGT  bool             // the GTUBE string is in the message
-	phrase map[string]int   // phrase rule name -> distinct phrases of it found
-	rcpts  int              // addresses in To and Cc
+	txn        *filter.Txn
+	now        time.Time
+	raw        []byte              // the message as read (at most Options.MaxBytes)
+	header     textproto.Header    // top-level header fields
+	info       *msginfo.Info       // MIME structure of raw
+	text       string              // decoded text of the text parts (HTML without tags), lower-cased
+	shouts     int                 // words of 4 letters or more in capitals in the text
+	words      int                 // words in the text
+	subj       string              // decoded Subject
+	links      []link              // http(s) links of the text and HTML parts
+	parts      partStats           // what the MIME tree holds
+	from       *mail.Address       // the From address; nil when missing or malformed
+	date       time.Time           // the parsed Date; zero when missing or invalid
+	hasGT      bool                // the GTUBE string is in the message
+	phraseTab  map[string][]phrase // the check's phrase groups
+	phraseHits map[string]int      // phrase group -> patterns of it found (computed on first use)
+	hay        string              // lower-cased subject and text, whitespace folded (computed on first use)
+	rcpts      int                 // addresses in To and Cc
 }
 
 // link is one http(s) URL, with the visible text of its HTML anchor when it had one.
@@ -71,7 +73,7 @@ const gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.
 
 // newFacts parses raw (whose header is hdr) once for every rule.
 func newFacts(t *filter.Txn, now time.Time, hdr textproto.Header, raw []byte) *facts {
-	f := &facts{txn: t, now: now, raw: raw, header: hdr, subj: decodeHeader(hdr.Get("Subject")), phrase: map[string]int{}}
+	f := &facts{txn: t, now: now, raw: raw, header: hdr, subj: decodeHeader(hdr.Get("Subject")), phraseHits: map[string]int{}}
 	f.hasGT = bytes.Contains(raw, []byte(gtube))
 	if v := hdr.Get("From"); v != "" {
 		if a, err := mail.ParseAddress(decodeHeader(v)); err == nil && strings.Contains(a.Address, "@") {
@@ -150,6 +152,25 @@ func (f *facts) walk(p *msginfo.Part, text *strings.Builder, depth int) {
 	}
 	text.WriteString(body)
 	text.WriteByte('\n')
+}
+
+// maxPhraseText bounds the text the phrase groups search: each phrase is a scan of it, and what a spammer wants
+// read comes first.
+const maxPhraseText = 128 << 10
+
+// countPhrases counts the patterns of a phrase group found in the subject and text.
+func (f *facts) countPhrases(group string) int {
+	if f.hay == "" {
+		text := f.text[:min(len(f.text), maxPhraseText)]
+		f.hay = strings.Join(strings.Fields(strings.ToLower(f.subj)+"\n"+text), " ")
+	}
+	found := map[int]bool{}
+	for _, ph := range f.phraseTab[group] {
+		if !found[ph.pattern] && ph.found(f.hay) {
+			found[ph.pattern] = true
+		}
+	}
+	return len(found)
 }
 
 // countShouting counts the words of s, and those of 4 letters or more written in capitals.

@@ -63,15 +63,34 @@ func scanHTML(s string) htmlScan {
 		case "img":
 			h.images++
 		case "script", "style":
-			if k := strings.Index(strings.ToLower(s), "</"+name); k >= 0 {
-				s = s[k:]
+			k := closeTag(s, name)
+			if k < 0 {
+				s = "" // unclosed: the rest is script
+				continue
 			}
+			s = s[k:]
 		case "br", "p", "/p", "div", "/div", "tr", "/tr", "td", "li":
 			text.WriteByte('\n')
 		}
 	}
 	h.text = htmlEntities.Replace(text.String())
 	return h
+}
+
+// closeTag returns the index in s of the tag closing an element name ("</script"), matched without regard to
+// case, or -1. It allocates nothing and scans s once.
+func closeTag(s, name string) int {
+	for off := 0; ; {
+		i := strings.Index(s[off:], "</")
+		if i < 0 {
+			return -1
+		}
+		i += off
+		if end := i + 2 + len(name); end <= len(s) && strings.EqualFold(s[i+2:end], name) {
+			return i
+		}
+		off = i + 2
+	}
 }
 
 // attr returns the value of attribute name in a tag's inside ("a href=\"x\" ..."), or "".
@@ -105,10 +124,13 @@ func attr(tag, name string) string {
 	}
 }
 
+// maxURL bounds what parseLink reads of one URL.
+const maxURL = 2048
+
 // parseLink takes an http(s) URL apart; ok is false for other schemes.
 func parseLink(u string) (link, bool) {
-	u = strings.TrimSpace(u)
-	lower := strings.ToLower(u)
+	u = strings.TrimSpace(u[:min(len(u), maxURL)]) // u may be the rest of a long text: look at one URL's worth
+	lower := strings.ToLower(u[:min(len(u), 8)])   // the scheme only: u may be the rest of a long text
 	switch {
 	case strings.HasPrefix(lower, "http://"):
 		u = u[7:]

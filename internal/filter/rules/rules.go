@@ -52,6 +52,7 @@ type Options struct {
 // Check is the rules check. It is safe for concurrent use.
 type Check struct {
 	rules    []rule
+	phrases  map[string][]phrase
 	maxBytes int64
 	now      func() time.Time
 	log      *slog.Logger
@@ -61,7 +62,7 @@ var _ filter.DataChecker = (*Check)(nil)
 
 // New returns the rules check with o's scores applied.
 func New(o Options) (*Check, error) {
-	c := &Check{rules: builtin(), maxBytes: o.MaxBytes, now: o.Now, log: o.Logger}
+	c := &Check{rules: builtin(), phrases: phraseGroups(), maxBytes: o.MaxBytes, now: o.Now, log: o.Logger}
 	if c.maxBytes <= 0 {
 		c.maxBytes = DefaultMaxBytes
 	}
@@ -157,6 +158,7 @@ func (c *Check) Score(ctx context.Context, t *filter.Txn, m *filter.Message) ([]
 		hdr = parseHeader(raw)
 	}
 	f := newFacts(t, c.now(), hdr, raw)
+	f.phraseTab = c.phrases
 	var hits []Hit
 	for _, r := range c.rules {
 		if r.score != 0 && r.test(f) {

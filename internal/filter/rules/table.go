@@ -118,52 +118,104 @@ func setOf(s ...string) map[string]bool {
 // phishPath matches the path of a phishing page planted in a compromised WordPress site.
 var phishPath = regexp.MustCompile(`^/wp-(?:admin|content|includes)/.*(?:sign-?in|log-?in|auth|verify|account|office365|webmail)`)
 
-// phrases are the phrase groups, as regular expressions over the lower-cased subject and text.
-var phrases = map[string][]*regexp.Regexp{
-	"pharma": res(`\bviagra\b`, `\bcialis\b`, `\blevitra\b`, `\bphentermine\b`, `\bxanax\b`, `\bvalium\b`,
-		`online pharmacy`, `\bvicodin\b`, `\bmedz\b`, `no (?:dr|doctor)?[- ]?script`, `no prescription`,
-		`quality drugs`, `fda[- ]approved`, `\bsoma\b.{0,20}\bonline\b`, `generic (?:viagra|cialis|drugs)`),
-	"419": res(`million (?:united states |us |u\.s\. )?dollars`, `(?:us\$|usd) ?[0-9.,]+ ?(?:million|m\b)`,
-		`next of kin`, `\bbeneficiary\b`, `\bbarrister\b`, `strictly confidential`, `transfer (?:of )?(?:the |this )?funds?`,
-		`foreign (?:partner|account)`, `\bdeceased\b`, `central bank`, `my late (?:husband|father)`),
-	"lottery": res(`you have won`, `winning notification`, `\blottery\b`, `claim your (?:prize|winnings)`,
-		`you(?:'ve| have) been selected`, `congratulations.{0,40}\bwinner\b`),
-	"phish": res(`verify your (?:account|identity|password)`, `account (?:has been |will be )?(?:suspended|locked|limited)`,
-		`confirm your (?:account|identity|password|billing)`, `update your (?:billing|payment|account) (?:information|details)`,
-		`unusual (?:sign-in|login) activity`, `your password (?:expires|will expire)`),
-	"notspam": res(`this (?:e-?mail |message )?is not (?:spam|unsolicited)`, `bill s\.? ?1618`, `section 301`,
-		`not (?:a )?spam`, `sent in compliance`),
-	"marketing": res(`click here`, `act now`, `limited time`, `order now`, `100% free`, `risk[- ]free`,
-		`money[- ]back guarantee`, `no obligation`, `special promotion`, `satisfaction guaranteed`, `why pay more`,
-		`call now`, `buy now`, `don'?t delete`, `free (?:gift|trial|offer|access)`, `once in a lifetime`,
-		`lowest prices?`, `amazing`, `\bguaranteed\b`, `100% satisf`, `you will not believe`, `\$\$\$`),
-	"money": res(`work from home`, `make money`, `extra (?:income|cash)`, `financial freedom`, `be your own boss`,
-		`earn \$[0-9]`, `(?:lower|reduce) your (?:mortgage|payments?|debt)`, `debt consolidation`, `credit repair`,
-		`pre-?approved`, `refinanc`, `cash bonus`, `home[- ]based business`, `mlm\b`),
-	"remove": res(`to be removed`, `remove me`, `removal instructions`, `to opt[- ]out`, `reply with .{0,20}remove`,
-		`remove in the subject`, `you (?:are receiving|received) this (?:e-?mail|message) because`),
+// phraseGroups are the phrase groups over the lower-cased subject and text, whitespace runs folded to one space.
+// A phrase is literal text; {a|b} spells alternatives and \b at either end asks for a word boundary there.
+// Literal matching (not regular expressions) keeps a 512 KiB message cheap.
+func phraseGroups() map[string][]phrase {
+	return compilePhrases(map[string][]string{
+		"pharma": {`\bviagra\b`, `\bcialis\b`, `\blevitra\b`, `\bphentermine\b`, `\bxanax\b`, `\bvalium\b`,
+			`online pharmacy`, `\bvicodin\b`, `\bmedz\b`, `no {dr|doctor}{-| |}script`, `no prescription`,
+			`quality drugs`, `fda{-| }approved`, `generic {viagra|cialis|drugs}`},
+		"419": {`million {united states |us |u.s. |}dollars`, `next of kin`, `\bbeneficiary\b`, `\bbarrister\b`,
+			`strictly confidential`, `transfer {of |}{the |this |}fund`, `foreign {partner|account}`, `\bdeceased\b`,
+			`central bank`, `my late {husband|father}`},
+		"lottery": {`you have won`, `winning notification`, `\blottery\b`, `claim your {prize|winnings}`,
+			`you{'ve| have} been selected`},
+		"phish": {`verify your {account|identity|password}`, `account {has been |will be |}{suspended|locked|limited}`,
+			`confirm your {account|identity|password|billing}`, `update your {billing|payment|account} {information|details}`,
+			`unusual {sign-in|login} activity`, `your password {expires|will expire}`},
+		"notspam": {`this {e-mail |email |message |}is not {spam|unsolicited}`, `bill s{. |.| }1618`, `section 301`,
+			`\bnot {a |}spam\b`, `sent in compliance`},
+		"marketing": {`click here`, `act now`, `limited time`, `order now`, `100% free`, `risk{-| }free`,
+			`money{-| }back guarantee`, `no obligation`, `special promotion`, `satisfaction guaranteed`, `why pay more`,
+			`call now`, `buy now`, `{don't|dont} delete`, `free {gift|trial|offer|access}`, `once in a lifetime`,
+			`lowest price`, `amazing`, `\bguaranteed\b`, `100% satisf`, `you will not believe`, `$$$`},
+		"money": {`work from home`, `make money`, `extra {income|cash}`, `financial freedom`, `be your own boss`,
+			`earn ${0|1|2|3|4|5|6|7|8|9}`, `{lower|reduce} your {mortgage|payment|debt}`, `debt consolidation`,
+			`credit repair`, `pre{-|}approved`, `refinanc`, `cash bonus`, `home{-| }based business`, `\bmlm\b`},
+		"remove": {`to be removed`, `remove me`, `removal instructions`, `to opt{-| }out`, `remove in the subject`,
+			`you {are receiving|received} this {e-mail|email|message} because`},
+	})
 }
 
-func res(exprs ...string) []*regexp.Regexp {
-	out := make([]*regexp.Regexp, len(exprs))
-	for i, e := range exprs {
-		out[i] = regexp.MustCompile(e)
+// phrase is one literal of a phrase group.
+type phrase struct {
+	text               string
+	wordStart, wordEnd bool // a word boundary is needed before / after it
+	pattern            int  // which pattern of the group it was spelled from
+}
+
+func compilePhrases(groups map[string][]string) map[string][]phrase {
+	out := make(map[string][]phrase, len(groups))
+	for name, pats := range groups {
+		for k, p := range pats {
+			for _, lit := range expand(p) {
+				ph := phrase{text: lit, pattern: k}
+				if t, ok := strings.CutPrefix(ph.text, `\b`); ok {
+					ph.text, ph.wordStart = t, true
+				}
+				if t, ok := strings.CutSuffix(ph.text, `\b`); ok {
+					ph.text, ph.wordEnd = t, true
+				}
+				out[name] = append(out[name], ph)
+			}
+		}
 	}
 	return out
 }
 
-// phraseRule holds when at least n distinct phrases of group were found.
+// expand spells out the first {a|b|...} of p, recursively: "x {a|b}" is "x a" and "x b".
+func expand(p string) []string {
+	i := strings.IndexByte(p, '{')
+	j := strings.IndexByte(p, '}')
+	if i < 0 || j < i {
+		return []string{p}
+	}
+	var out []string
+	for _, alt := range strings.Split(p[i+1:j], "|") {
+		out = append(out, expand(p[:i]+alt+p[j+1:])...)
+	}
+	return out
+}
+
+// found reports whether ph occurs in hay with the word boundaries it asks for.
+func (ph phrase) found(hay string) bool {
+	for off := 0; ; {
+		i := strings.Index(hay[off:], ph.text)
+		if i < 0 {
+			return false
+		}
+		i += off
+		end := i + len(ph.text)
+		if (!ph.wordStart || i == 0 || !isWordByte(hay[i-1])) && (!ph.wordEnd || end == len(hay) || !isWordByte(hay[end])) {
+			return true
+		}
+		off = i + 1
+	}
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c >= 0x80
+}
+
+// phraseRule holds when phrases of at least n different patterns of group were found (alternatives of one
+// pattern count once).
 func phraseRule(group string, n int) func(f *facts) bool {
 	return func(f *facts) bool {
-		count, ok := f.phrase[group]
+		count, ok := f.phraseHits[group]
 		if !ok {
-			hay := strings.ToLower(f.subj) + "\n" + f.text
-			for _, re := range phrases[group] {
-				if re.MatchString(hay) {
-					count++
-				}
-			}
-			f.phrase[group] = count
+			count = f.countPhrases(group)
+			f.phraseHits[group] = count
 		}
 		return count >= n
 	}
