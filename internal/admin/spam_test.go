@@ -96,3 +96,39 @@ func TestSpamTrain(t *testing.T) {
 		t.Fatalf("status %+v %v %v", tot, ready, err)
 	}
 }
+
+// FuzzMbox: the mbox splitter never fails on a readable stream, and a stream that is not an mbox is one message.
+func FuzzMbox(f *testing.F) {
+	f.Add([]byte("From a@b Mon Jan  1 00:00:00 2024\nSubject: x\n\n>From y\n\nFrom c Mon\n\nbody\n"))
+	f.Add([]byte("Subject: plain\r\n\r\nbody\r\n"))
+	f.Add([]byte("From \n>>>From\nFrom "))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var n, total int
+		err := eachInStream("fuzz", strings.NewReader(string(in)), func(msg []byte) error {
+			n++
+			total += len(msg)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total > len(in) {
+			t.Fatalf("messages hold %d bytes of %d", total, len(in))
+		}
+		if !strings.HasPrefix(string(in), "From ") && n != 1 {
+			t.Fatalf("%d messages from a stream that is not an mbox", n)
+		}
+	})
+}
+
+func TestMboxLongLine(t *testing.T) {
+	long := strings.Repeat("x", 200<<10)
+	in := "From a Mon\nSubject: one\n\n" + long + "\nFrom b Mon\nSubject: two\n\nshort\n"
+	var got []string
+	if err := eachInStream("t", strings.NewReader(in), func(m []byte) error { got = append(got, string(m)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != "Subject: one\n\n"+long+"\n" || got[1] != "Subject: two\n\nshort\n" {
+		t.Fatalf("%d messages, sizes %v", len(got), len(got))
+	}
+}
