@@ -7,14 +7,12 @@ package integration
 // rspamd without Redis or network. The end-to-end SMTP test over the wired pipeline is H6's (filter_test.go).
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -331,18 +329,11 @@ func startRspamd(t *testing.T) string {
 		"--var=LOCAL_CONFDIR="+filepath.Join(dir, "local"), "--var=DBDIR="+filepath.Join(dir, "db"),
 		"--var=RUNDIR="+filepath.Join(dir, "run"), "--var=LOGDIR="+dir)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	d.waitReady(t, "rspamd", func() error {
-		resp, err := http.Get(base + "/ping")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if !bytes.HasPrefix(b, []byte("pong")) {
-			return fmt.Errorf("/ping answered %q", b)
-		}
-		return nil
-	})
+	c, err := rspamd.New(rspamd.Options{URL: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.waitReady(t, "rspamd", func() error { return c.Ping(context.Background()) })
 	return base
 }
 

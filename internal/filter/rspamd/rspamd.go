@@ -127,6 +127,27 @@ func ParseResult(b []byte) (Result, error) {
 
 func bad(f float64) bool { return math.IsNaN(f) || math.Abs(f) > 1e9 }
 
+// Ping asks rspamd's /ping (answered "pong"): a startup check that the worker is there.
+func (c *Check) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	u := strings.TrimSuffix(c.endpoint, "/checkv2") + "/ping"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("rspamd: %w", err)
+	}
+	resp, err := c.o.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("rspamd: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), "pong") {
+		return fmt.Errorf("rspamd: /ping answered %s %q", resp.Status, b)
+	}
+	return nil
+}
+
 // Request is the envelope sent with the message.
 type Request struct {
 	IP, Helo, From, QueueID, User string

@@ -23,6 +23,10 @@ type fakeRspamd struct {
 }
 
 func (f *fakeRspamd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/ping" {
+		io.WriteString(w, "pong\r\n")
+		return
+	}
 	if r.Method != http.MethodPost || r.URL.Path != "/checkv2" {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
@@ -84,6 +88,9 @@ func TestActions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
 	for _, tc := range []struct {
 		action string
 		want   filter.Action
@@ -142,6 +149,9 @@ func TestRspamdDown(t *testing.T) {
 		}
 		if v := c.Data(context.Background(), txn(), message("x")); v.Action != want || v.Reason == "" {
 			t.Errorf("on_error=%q: %+v", onError, v)
+		}
+		if err := c.Ping(context.Background()); err == nil {
+			t.Errorf("Ping with rspamd down: no error")
 		}
 	}
 }
