@@ -37,6 +37,8 @@ var mxOrder = []string{"ratelimit", "dnsbl", "greylist", "spf", "dkim", "arc", "
 // filters are the inbound checks of every SMTP listener and what delivery and IMAP use of them.
 type filters struct {
 	mx, submission *filter.Pipeline // nil: no checks
+	// mxChecks and submissionChecks name the checks of each pipeline, in order (logged at start).
+	mxChecks, submissionChecks []string
 	classifier     *bayes.Classifier
 	trainer        *bayes.Trainer
 	kv             store.KV // greylisting and send counters; purged by Start's background job
@@ -103,13 +105,16 @@ func (a *App) buildFilters(cfg *config.Config) (*filters, error) {
 		built[name] = chs
 		return chs, nil
 	}
-	pipeline := func(names []string, o filter.Options) (*filter.Pipeline, error) {
+	pipeline := func(names []string, used *[]string, o filter.Options) (*filter.Pipeline, error) {
 		for _, n := range names {
 			chs, err := get(n)
 			if err != nil {
 				return nil, err
 			}
 			o.Checks = append(o.Checks, chs...)
+			for _, ch := range chs {
+				*used = append(*used, ch.Name())
+			}
 		}
 		if len(o.Checks) == 0 {
 			return nil, nil
@@ -120,13 +125,15 @@ func (a *App) buildFilters(cfg *config.Config) (*filters, error) {
 		return filter.New(o), nil
 	}
 	as := cfg.Antispam
-	if f.mx, err = pipeline(mxOrder, filter.Options{AuthServID: cfg.Hostname, JunkScore: as.JunkScore,
+	if f.mx, err = pipeline(mxOrder, &f.mxChecks, filter.Options{AuthServID: cfg.Hostname, JunkScore: as.JunkScore,
 		RejectScore: as.RejectScore, SpamHeaders: as.SpamHeaders}); err != nil {
 		return nil, err
 	}
-	if f.submission, err = pipeline(as.SubmissionChecks, filter.Options{RejectScore: as.RejectScore}); err != nil {
+	if f.submission, err = pipeline(as.SubmissionChecks, &f.submissionChecks, filter.Options{RejectScore: as.RejectScore}); err != nil {
 		return nil, err
 	}
+	a.log.Info("inbound checks", "smtp", strings.Join(f.mxChecks, ","), "submission", strings.Join(f.submissionChecks, ","),
+		"user_classifier", f.classifier != nil)
 	return f, nil
 }
 
