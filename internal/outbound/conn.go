@@ -41,7 +41,7 @@ func (c *Client) deliverGroup(ctx context.Context, msg *Message, sig, domain str
 		return failAll(rcpts, f.code, f.enhanced, f.text, "")
 	}
 	var sts *mtasts.Policy
-	if c.opts.MTASTS != nil && len(hops) > 0 && hops[0].mx {
+	if c.opts.MTASTS != nil && len(hops) > 0 && hops[0].mx && !msg.TLSOptional {
 		if sts = c.opts.MTASTS.Get(ctx, domain); sts != nil && sts.Mode == mtasts.ModeNone {
 			sts = nil
 		}
@@ -54,7 +54,7 @@ func (c *Client) deliverGroup(ctx context.Context, msg *Message, sig, domain str
 			last = &hostError{failure: failure{451, "4.4.3", "Address lookup of " + h.host + " failed: " + err.Error()}}
 			continue
 		}
-		pol, he := c.hostPolicy(ctx, h, ipRes.Authentic, sts, domain, msg.RequireTLS)
+		pol, he := c.hostPolicy(ctx, h, ipRes.Authentic && !msg.TLSOptional, sts, domain, msg.RequireTLS)
 		if he != nil {
 			c.log.Info("host skipped", "queue_id", msg.ID, "host", h.host, "reason", he.text)
 			last = he

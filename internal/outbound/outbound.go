@@ -8,6 +8,7 @@
 package outbound
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/postern/postern/internal/dns"
 )
@@ -78,6 +81,9 @@ type Message struct {
 	Ret        string // DSN RET: FULL or HDRS
 	EnvID      string // DSN ENVID
 	RequireTLS bool   // RFC 8689 REQUIRETLS
+	// TLSOptional is the sender's "TLS-Required: No" (RFC 8689 4.2.2): MTA-STS and DANE failures do not stop
+	// delivery, which falls back to opportunistic TLS. Send sets it from the header (ignored with REQUIRETLS).
+	TLSOptional bool
 }
 
 // Recipient is one recipient with its DSN parameters (RFC 3461).
@@ -180,6 +186,11 @@ func (c *Client) Send(ctx context.Context, msg *Message) []Result {
 	if err != nil {
 		c.log.Warn("dkim signing failed; sending unsigned", "queue_id", msg.ID, "err", err)
 	}
+	if !msg.RequireTLS && !msg.TLSOptional && tlsRequiredNo(ctx, msg) {
+		m := *msg
+		m.TLSOptional = true
+		msg = &m
+	}
 	groups := map[string][]int{}
 	var order []string
 	for i, r := range msg.Recipients {
@@ -214,6 +225,21 @@ func (c *Client) Send(ctx context.Context, msg *Message) []Result {
 	}
 	wg.Wait()
 	return results
+}
+
+// tlsRequiredNo reports whether msg's header says "TLS-Required: No" (RFC 8689 4.2.1; the value is
+// case-insensitive and surrounding white space is ignored). A message that cannot be read is taken as not saying so.
+func tlsRequiredNo(ctx context.Context, msg *Message) bool {
+	r, err := msg.Open(ctx)
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	h, err := textproto.ReadHeader(bufio.NewReader(io.LimitReader(r, 256<<10)))
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(strings.TrimSpace(h.Get("TLS-Required")), "no")
 }
 
 // sign returns the DKIM-Signature fields for msg.

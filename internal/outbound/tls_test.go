@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"strings"
 	"testing"
 
@@ -243,5 +244,53 @@ func TestRequireTLSRetriesWhenAHostIsDown(t *testing.T) {
 	msg.RequireTLS = true
 	if res := c.Send(context.Background(), msg)[0]; res.Code != 451 || res.Enhanced != "4.4.1" {
 		t.Fatalf("result %+v, want the temporary failure of mx1", res)
+	}
+}
+
+// TestTLSRequiredNo: a message whose sender wrote "TLS-Required: No" (RFC 8689 4.2.2) is delivered with
+// opportunistic TLS where DANE or MTA-STS would have held it back; with REQUIRETLS the header is ignored.
+func TestTLSRequiredNo(t *testing.T) {
+	srvTLS, _ := selfSigned(t, "mx.remote.test")
+	other, _ := selfSigned(t, "mx.remote.test")
+	wrong := dane.Record(dane.UsageDANEEE, dane.SelectorSPKI, dane.MatchSHA256, leafOf(t, other))
+	const body = "From: a@local.test\r\nTLS-Required:  no \r\nSubject: x\r\n\r\nbody\r\n"
+	withHeader := func() *Message {
+		m := message("a@remote.test")
+		m.Size = int64(len(body))
+		m.Open = func(context.Context) (io.ReadCloser, error) { return bodyOf(body), nil }
+		return m
+	}
+	for _, tc := range []struct {
+		name    string
+		dane    bool
+		sts     *mtasts.Policy
+		require bool
+		status  string
+	}{
+		{name: "DANE mismatch", dane: true, status: "250"},
+		{name: "MTA-STS names other hosts", sts: &mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"other.test"}}, status: "250"},
+		{name: "REQUIRETLS wins", dane: true, require: true, status: "550 5.7.30"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, mta := secureLab(t, srvTLS, nil)
+			if tc.dane {
+				l.dns.TLSA["_25._tcp.mx.remote.test"] = []dns.TLSA{wrong}
+			}
+			c := l.client(t, func(o *Options) {
+				if tc.sts != nil {
+					o.MTASTS = fixedPolicy{tc.sts}
+				}
+			})
+			defer c.Close()
+			m := withHeader()
+			m.RequireTLS = tc.require
+			res := c.Send(context.Background(), m)[0]
+			if !strings.HasPrefix(res.Status(), tc.status) {
+				t.Fatalf("result %+v (status %q), want %s", res, res.Status(), tc.status)
+			}
+			if n := len(mta.messages()); res.Delivered() != (n == 1) {
+				t.Fatalf("MTA got %d messages", n)
+			}
+		})
 	}
 }
