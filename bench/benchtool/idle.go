@@ -46,7 +46,7 @@ func cmdIdleConns(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	open, firstErr, elapsed := openIdle(ctx, *addr, *pattern, *users, *pass, *conns, *par, *perIP)
+	open, elapsed, firstErr := openIdle(ctx, *addr, *pattern, *users, *pass, *conns, *par, *perIP)
 	defer func() {
 		for _, ic := range open {
 			ic.c.Close()
@@ -87,8 +87,8 @@ func cmdIdleConns(ctx context.Context, args []string) error {
 }
 
 // openIdle opens up to conns idle connections, par at a time; it gives up after 20 failures in a row (a server
-// at its connection limit) and returns what it opened with the first failure.
-func openIdle(ctx context.Context, addr, pattern string, users int, pass string, conns, par, perIP int) ([]idleConn, error, time.Duration) {
+// at its connection limit) and returns what it opened, how long that took and the first failure.
+func openIdle(ctx context.Context, addr, pattern string, users int, pass string, conns, par, perIP int) ([]idleConn, time.Duration, error) {
 	d := &benchutil.Dialer{PerIP: perIP}
 	var (
 		mu       sync.Mutex // guards open, firstErr
@@ -124,7 +124,7 @@ func openIdle(ctx context.Context, addr, pattern string, users int, pass string,
 		}()
 	}
 	wg.Wait()
-	return open, firstErr, time.Since(start)
+	return open, time.Since(start), firstErr
 }
 
 func openOne(ctx context.Context, d *benchutil.Dialer, addr, user, pass string) (idleConn, error) {
