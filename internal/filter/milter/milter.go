@@ -267,9 +267,10 @@ func replyVerdict(code int, text, reason string) filter.Verdict {
 		}
 		return r
 	}, text))
-	// Multi-line replies come as "code-text\r\ncode text"; keep the last line's text only.
-	if i := strings.LastIndex(text, "  "); i >= 0 && strings.HasPrefix(text[i:], fmt.Sprintf("  %d", code)) {
-		text = strings.TrimSpace(text[i+2+3:])
+	// Multi-line replies come as "code-text\r\ncode text"; keep the last line's text only
+	// (each line break is two spaces by now).
+	if prefix := fmt.Sprintf("  %d ", code); strings.Contains(text, prefix) {
+		text = strings.TrimSpace(text[strings.LastIndex(text, prefix)+len(prefix):])
 	}
 	enhanced := ""
 	if f, rest, ok := strings.Cut(text, " "); ok && isEnhanced(f, code) {
