@@ -136,6 +136,7 @@ dmarc = true               # evaluate DMARC (RFC 7489)
 dmarc_policy = "apply"     # "apply" the sender's p= (reject: 550, quarantine: Junk), "junk" both, "none" record only
 dmarc_fail_score = 0.0     # spam score added when DMARC fails, whatever the policy
 rules = true               # built-in scoring rules (GTUBE, header and body checks)
+rule_scores = {}           # change or turn off (0) built-in rules by symbol, e.g. { HTML_ONLY = 0.5 }
 bayes = true               # each user's own statistical filter (trained by moving mail into/out of Junk)
 bayes_threshold = 0.9      # spam probability at or above which a user's copy goes into Junk
 bayes_min_spam = 20        # trained spam messages a user needs before the filter judges

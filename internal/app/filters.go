@@ -10,6 +10,7 @@ import (
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/arc"
 	"github.com/postern/postern/internal/filter/attachments"
 	"github.com/postern/postern/internal/filter/bayes"
 	"github.com/postern/postern/internal/filter/clamav"
@@ -20,6 +21,7 @@ import (
 	"github.com/postern/postern/internal/filter/milter"
 	"github.com/postern/postern/internal/filter/ratelimit"
 	"github.com/postern/postern/internal/filter/rspamd"
+	scorerules "github.com/postern/postern/internal/filter/rules"
 	"github.com/postern/postern/internal/filter/spamd"
 	"github.com/postern/postern/internal/filter/spf"
 	"github.com/postern/postern/internal/imapserver"
@@ -39,9 +41,9 @@ type filters struct {
 	mx, submission *filter.Pipeline // nil: no checks
 	// mxChecks and submissionChecks name the checks of each pipeline, in order (logged at start).
 	mxChecks, submissionChecks []string
-	classifier     *bayes.Classifier
-	trainer        *bayes.Trainer
-	kv             store.KV // greylisting and send counters; purged by Start's background job
+	classifier                 *bayes.Classifier
+	trainer                    *bayes.Trainer
+	kv                         store.KV // greylisting and send counters; purged by Start's background job
 }
 
 // forMode returns the pipeline of an SMTP service as smtpserver's interface (nil when there are no checks: a
@@ -197,6 +199,18 @@ func (a *App) checkBuilders(cfg *config.Config, res dns.Resolver, kv store.KV) m
 			}
 			return one(dkim.New(dkim.Options{Resolver: res, MaxSignatures: as.DKIMMaxSignatures, FailScore: as.DKIMFailScore,
 				Logger: log("dkim")}))
+		},
+		"arc": func() ([]filter.Check, error) {
+			if !as.ARC {
+				return nil, nil
+			}
+			return one(arc.New(arc.Options{Resolver: res, Logger: log("arc")}))
+		},
+		"rules": func() ([]filter.Check, error) {
+			if !as.Rules {
+				return nil, nil
+			}
+			return one(scorerules.New(scorerules.Options{Scores: as.RuleScores, Logger: log("rules")}))
 		},
 		"dmarc": func() ([]filter.Check, error) {
 			if !as.DMARC {

@@ -36,14 +36,8 @@ func TestBuildFilters(t *testing.T) {
 	if f.classifier == nil || f.junkTrainer() == nil {
 		t.Error("bayes not built")
 	}
-	// Checks not yet built into this version (arc, rules) are left out.
-	want := []string{"ratelimit", "dnsbl", "greylist", "spf", "dkim", "dmarc", "clamav", "spamd", "milter:tcp:127.0.0.1:8891",
-		"milter:unix:/run/m.sock", "attachments"}
-	for _, n := range []string{"arc", "rules"} {
-		if slices.Contains(f.mxChecks, n) {
-			want = slices.Insert(want, slices.Index(f.mxChecks, n), n)
-		}
-	}
+	want := []string{"ratelimit", "dnsbl", "greylist", "spf", "dkim", "arc", "dmarc", "rules", "clamav", "spamd",
+		"milter:tcp:127.0.0.1:8891", "milter:unix:/run/m.sock", "attachments"}
 	if !slices.Equal(f.mxChecks, want) {
 		t.Errorf("MX checks %q, want %q", f.mxChecks, want)
 	}

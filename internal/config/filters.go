@@ -64,11 +64,13 @@ type Antispam struct {
 	DMARCPolicy    string  `toml:"dmarc_policy"`
 	DMARCFailScore float64 `toml:"dmarc_fail_score"` // added when DMARC fails, whatever the policy
 
-	Rules          bool    `toml:"rules"` // the built-in scoring rules (GTUBE, header and body checks)
-	Bayes          bool    `toml:"bayes"` // each user's own statistical filter
-	BayesThreshold float64 `toml:"bayes_threshold"`
-	BayesMinSpam   int     `toml:"bayes_min_spam"`
-	BayesMinHam    int     `toml:"bayes_min_ham"`
+	Rules bool `toml:"rules"` // the built-in scoring rules (GTUBE, header and body checks)
+	// RuleScores overrides the score of built-in rules by symbol (0 turns one off).
+	RuleScores     map[string]float64 `toml:"rule_scores"`
+	Bayes          bool               `toml:"bayes"` // each user's own statistical filter
+	BayesThreshold float64            `toml:"bayes_threshold"`
+	BayesMinSpam   int                `toml:"bayes_min_spam"`
+	BayesMinHam    int                `toml:"bayes_min_ham"`
 
 	JunkScore   float64 `toml:"junk_score"`   // at or above: file into Junk
 	RejectScore float64 `toml:"reject_score"` // at or above: 554 at DATA
@@ -114,7 +116,7 @@ func defaultAntispam() Antispam {
 		MilterTimeout: "60s", GreylistDelay: "5m", GreylistRetryWindow: "2d", GreylistMaxAge: "35d",
 		GreylistWhitelistAfter: 5, SPF: true, SPFFailScore: 3.5, SPFSoftFailScore: 1, SPFPermErrorScore: 0.5,
 		SPFTempError: "accept", DKIMVerify: true, DKIMMaxSignatures: 10, ARC: true, DMARC: true, DMARCPolicy: "apply",
-		Rules: true, Bayes: true, BayesThreshold: 0.9, BayesMinSpam: 20, BayesMinHam: 20,
+		Rules: true, RuleScores: map[string]float64{}, Bayes: true, BayesThreshold: 0.9, BayesMinSpam: 20, BayesMinHam: 20,
 		JunkScore: 5.0, RejectScore: 15.0, SpamHeaders: true, CheckTimeout: "30s",
 		SubmissionChecks: []string{"ratelimit", "clamav", "attachments"}}
 }

@@ -22,8 +22,8 @@ import (
 // gtube is SpamAssassin's Generic Test for Unsolicited Bulk Email: any spam filter calls a message holding it spam.
 const gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
-// fakeRspamd answers rspamd's /checkv2 like rspamd would for the test's markers: GTUBE is rejected (score
-// 1000), "JUNKME" gets "add header" with a score over junk_score, anything else "no action".
+// fakeRspamd answers rspamd's /checkv2 like rspamd would for the test's marker: "JUNKME" gets "add header" with a
+// score over junk_score, anything else "no action" (GTUBE is left to the built-in rules).
 func fakeRspamd(t *testing.T) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -33,9 +33,6 @@ func fakeRspamd(t *testing.T) string {
 		case r.URL.Path != "/checkv2":
 			http.NotFound(w, r)
 			return
-		case strings.Contains(string(body), gtube):
-			res["action"], res["score"] = "reject", 1000.0
-			res["symbols"] = map[string]any{"GTUBE": map[string]any{"name": "GTUBE", "score": 1000.0}}
 		case strings.Contains(string(body), "JUNKME"):
 			res["action"], res["score"] = "add header", 7.0
 		}
@@ -241,8 +238,11 @@ rspamd = %q
 		tc.expect(250)
 		msg := labMessage("alice@a.test", "bob@b.test", "Test spam", "f-5") + gtube + "\r\n"
 		code, line := mxSend(tc, "alice@a.test", "bob@b.test", msg)
-		if code != 554 || !strings.Contains(line, "5.7.1") {
+		if code != 554 || !strings.Contains(line, "5.7.1 Message rejected as spam") {
 			t.Errorf("GTUBE: %d %s", code, line)
+		}
+		if log := b.mailLog(); !strings.Contains(log, "rules at data: tag: rules 1000.0: GTUBE") {
+			t.Errorf("mail log lacks the GTUBE rule:\n%s", log)
 		}
 	})
 
