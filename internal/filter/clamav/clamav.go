@@ -117,7 +117,7 @@ func (c *Check) command(ctx context.Context, cmd string, body io.Reader) (string
 	werr := c.send(conn, cmd, body)
 	// Read the reply even when writing failed: clamd closes the socket after "size limit exceeded", and that
 	// reply says more than the broken pipe.
-	reply, rerr := bufio.NewReaderSize(conn, 1024).ReadString(0)
+	reply, rerr := bufio.NewReaderSize(io.LimitReader(conn, 4096), 1024).ReadString(0) // a reply is one short line
 	reply = strings.TrimSpace(strings.TrimRight(reply, "\x00"))
 	if rerr != nil && reply == "" {
 		if werr != nil {
