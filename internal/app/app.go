@@ -352,6 +352,9 @@ func (a *App) Reload(cfg *config.Config) error {
 	if fmt.Sprint(old.Listen) != fmt.Sprint(cfg.Listen) || old.DataDir != cfg.DataDir || old.Database != cfg.Database {
 		a.log.Warn("reload: listen, data_dir and database changes take effect at the next restart")
 	}
+	if fmt.Sprint(old.Antispam, old.Antivirus, old.RateLimit) != fmt.Sprint(cfg.Antispam, cfg.Antivirus, cfg.RateLimit) {
+		a.log.Warn("reload: [antispam], [antivirus] and [ratelimit] changes take effect at the next restart")
+	}
 	if err := a.tls.Reload(); err != nil {
 		return fmt.Errorf("reload certificates: %w", err)
 	}
