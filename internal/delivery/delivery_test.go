@@ -15,7 +15,7 @@ import (
 	"github.com/postern/postern/internal/store/sqlite"
 )
 
-func setup(t *testing.T) (*Agent, *sqlite.Store) {
+func setup(t testing.TB) (*Agent, *sqlite.Store) {
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "p.db"), GroupCommit: true})
 	if err != nil {
