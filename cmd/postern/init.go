@@ -77,6 +77,12 @@ relay_password = ""        # its password
 relay_tls = "starttls"     # "starttls" (port 587/25) or "implicit" (port 465)
 transport = {}             # per-domain routes, e.g. { "example.net" = "10.0.0.5:25", ".example.net" = "10.0.0.5" }
 dkim = true                # sign outgoing mail with the keys "postern dns records DOMAIN" creates
+mta_sts = true             # fetch and enforce recipient domains' MTA-STS policies (RFC 8461)
+mta_sts_port = 443         # HTTPS port of mta-sts.<domain> (tests set another)
+dane = true                # require TLS matching the MX host's DNSSEC-signed TLSA records (RFC 7672)
+ca_file = ""               # PEM of more trust anchors for remote servers (relay, MTA-STS, REQUIRETLS)
+connection_cache_time = "5s" # keep a connection open this long for the next message to the same host ("0": off)
+connection_reuse_limit = 100 # messages one outgoing connection carries at most
 
 [smtp]
 max_recipients = 100       # per message; more get 452 4.5.3
