@@ -3,27 +3,13 @@ package app
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/filter"
-	"github.com/postern/postern/internal/filter/arc"
-	"github.com/postern/postern/internal/filter/attachments"
 	"github.com/postern/postern/internal/filter/bayes"
-	"github.com/postern/postern/internal/filter/clamav"
-	"github.com/postern/postern/internal/filter/dkim"
-	"github.com/postern/postern/internal/filter/dmarc"
-	"github.com/postern/postern/internal/filter/dnsbl"
-	"github.com/postern/postern/internal/filter/greylist"
-	"github.com/postern/postern/internal/filter/milter"
-	"github.com/postern/postern/internal/filter/ratelimit"
-	"github.com/postern/postern/internal/filter/rspamd"
-	scorerules "github.com/postern/postern/internal/filter/rules"
-	"github.com/postern/postern/internal/filter/spamd"
-	"github.com/postern/postern/internal/filter/spf"
 	"github.com/postern/postern/internal/imapserver"
 	"github.com/postern/postern/internal/maillog"
 	"github.com/postern/postern/internal/smtpserver"
@@ -90,7 +76,7 @@ func (a *App) buildFilters(cfg *config.Config) (*filters, error) {
 		}
 		f.trainer = NewJunkTrainer(a.store, f.classifier, a.log.With("service", "bayes-trainer"))
 	}
-	builders := a.checkBuilders(cfg, res, f.kv)
+	builders := (&checkMaker{cfg: cfg, res: res, kv: f.kv, store: a.store, log: a.log}).builders()
 	built := map[string][]filter.Check{}
 	get := func(name string) ([]filter.Check, error) {
 		if chs, ok := built[name]; ok {
@@ -137,154 +123,6 @@ func (a *App) buildFilters(cfg *config.Config) (*filters, error) {
 	a.log.Info("inbound checks", "smtp", strings.Join(f.mxChecks, ","), "submission", strings.Join(f.submissionChecks, ","),
 		"user_classifier", f.classifier != nil)
 	return f, nil
-}
-
-// checkBuilders maps each check name to what builds it from cfg (nil result: the config leaves it off).
-func (a *App) checkBuilders(cfg *config.Config, res dns.Resolver, kv store.KV) map[string]checkBuilder {
-	as, av, rl := cfg.Antispam, cfg.Antivirus, cfg.RateLimit
-	log := func(name string) *slog.Logger { return a.log.With("check", name) }
-	one := func(ch filter.Check, err error) ([]filter.Check, error) {
-		if err != nil {
-			return nil, err
-		}
-		return []filter.Check{ch}, nil
-	}
-	dur := config.MustDuration
-	size := func(s string) int64 { n, _ := config.ParseSize(s); return n }
-	return map[string]checkBuilder{
-		"ratelimit": func() ([]filter.Check, error) {
-			if rl.PerIPHour == 0 && rl.PerSenderHour == 0 && rl.PerUserHour == 0 && rl.DomainDay == 0 && len(rl.DomainDayCaps) == 0 {
-				return nil, nil
-			}
-			return one(ratelimit.New(ratelimit.Options{PerIP: rl.PerIPHour, PerSender: rl.PerSenderHour,
-				PerUser: rl.PerUserHour, DomainDaily: rl.DomainDay, DomainCaps: rl.DomainDayCaps, KV: kv, Logger: log("ratelimit")}))
-		},
-		"dnsbl": func() ([]filter.Check, error) {
-			if len(as.DNSBL) == 0 {
-				return nil, nil
-			}
-			var zones []dnsbl.Zone
-			for _, s := range as.DNSBL {
-				z, err := dnsbl.ParseZone(s)
-				if err != nil {
-					return nil, err
-				}
-				zones = append(zones, z)
-			}
-			return one(dnsbl.New(dnsbl.Options{Resolver: res, Zones: zones, RejectWeight: as.DNSBLRejectWeight,
-				ScorePerWeight: as.DNSBLScore, Logger: log("dnsbl")}))
-		},
-		"greylist": func() ([]filter.Check, error) {
-			if !as.Greylist {
-				return nil, nil
-			}
-			if kv == nil {
-				return nil, fmt.Errorf("the %T store keeps no greylisting state", a.store)
-			}
-			return one(greylist.New(greylist.Options{KV: kv, Delay: dur(as.GreylistDelay),
-				RetryWindow: dur(as.GreylistRetryWindow), MaxAge: dur(as.GreylistMaxAge),
-				WhitelistAfter: as.GreylistWhitelistAfter, Logger: log("greylist")}))
-		},
-		"spf": func() ([]filter.Check, error) {
-			if !as.SPF {
-				return nil, nil
-			}
-			return one(spf.New(spf.Options{Resolver: res, RejectFail: as.SPFRejectFail,
-				TempErrorTempfail: as.SPFTempError == "tempfail", FailScore: as.SPFFailScore,
-				SoftFailScore: as.SPFSoftFailScore, PermErrorScore: as.SPFPermErrorScore, Logger: log("spf")}))
-		},
-		"dkim": func() ([]filter.Check, error) {
-			if !as.DKIMVerify {
-				return nil, nil
-			}
-			return one(dkim.New(dkim.Options{Resolver: res, MaxSignatures: as.DKIMMaxSignatures, FailScore: as.DKIMFailScore,
-				Logger: log("dkim")}))
-		},
-		"arc": func() ([]filter.Check, error) {
-			if !as.ARC {
-				return nil, nil
-			}
-			return one(arc.New(arc.Options{Resolver: res, Logger: log("arc")}))
-		},
-		"rules": func() ([]filter.Check, error) {
-			if !as.Rules {
-				return nil, nil
-			}
-			return one(scorerules.New(scorerules.Options{Scores: as.RuleScores, Logger: log("rules")}))
-		},
-		"dmarc": func() ([]filter.Check, error) {
-			if !as.DMARC {
-				return nil, nil
-			}
-			ch, err := dmarc.New(dmarc.Options{Resolver: res, RejectAsQuarantine: as.DMARCPolicy == "junk",
-				FailScore: as.DMARCFailScore, Logger: log("dmarc")})
-			if err != nil || as.DMARCPolicy != "none" {
-				return one(ch, err)
-			}
-			return []filter.Check{recordOnly{ch}}, nil
-		},
-		"milter": func() ([]filter.Check, error) {
-			var chs []filter.Check
-			for _, addr := range as.Milter {
-				ch, err := milter.New(milter.Options{Address: addr, OnError: as.OnError, Timeout: dur(as.MilterTimeout),
-					Hostname: cfg.Hostname, Logger: log("milter")})
-				if err != nil {
-					return nil, err
-				}
-				chs = append(chs, ch)
-			}
-			return chs, nil
-		},
-		"attachments": func() ([]filter.Check, error) {
-			if len(av.DangerousExtensions) == 0 && len(av.DangerousContentTypes) == 0 {
-				return nil, nil
-			}
-			exts := make([]string, 0, len(av.DangerousExtensions))
-			for _, e := range av.DangerousExtensions {
-				exts = append(exts, strings.TrimPrefix(e, "."))
-			}
-			// Empty lists must stay empty (nil would mean the package's defaults).
-			return one(attachments.New(attachments.Options{Extensions: exts,
-				ContentTypes: append([]string{}, av.DangerousContentTypes...), SkipArchives: !av.ScanArchives,
-				RejectEncryptedArchives: av.RejectEncryptedArchives, Logger: log("attachments")}))
-		},
-		"clamav": func() ([]filter.Check, error) {
-			if av.Clamd == "" {
-				return nil, nil
-			}
-			return one(clamav.New(clamav.Options{Address: av.Clamd, OnError: av.OnError, Timeout: dur(av.ClamdTimeout),
-				Logger: log("clamav")}))
-		},
-		"spamd": func() ([]filter.Check, error) {
-			if as.Spamd == "" {
-				return nil, nil
-			}
-			return one(spamd.New(spamd.Options{Address: as.Spamd, OnError: as.OnError, Timeout: dur(as.SpamdTimeout),
-				MaxSize: size(as.SpamdMaxSize), User: as.SpamdUser, Logger: log("spamd")}))
-		},
-		"rspamd": func() ([]filter.Check, error) {
-			if as.Rspamd == "" {
-				return nil, nil
-			}
-			return one(rspamd.New(rspamd.Options{URL: as.Rspamd, OnError: as.OnError, Timeout: dur(as.RspamdTimeout),
-				Password: as.RspamdPassword, MaxSize: size(as.RspamdMaxSize), Logger: log("rspamd")}))
-		},
-	}
-}
-
-// recordOnly runs DMARC for its Authentication-Results only (antispam.dmarc_policy = "none"): a failure's
-// refusal or Junk filing is dropped, its score kept.
-type recordOnly struct{ *dmarc.Check }
-
-func (r recordOnly) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filter.Verdict {
-	v := r.Check.Data(ctx, t, m)
-	if v.Action == filter.Reject || v.Action == filter.Tempfail || v.Junk {
-		v = filter.Verdict{Action: filter.Tag, Score: v.Score, Symbol: v.Symbol, Reason: v.Reason + " (policy not applied)"}
-		if v.Score == 0 {
-			v.Action = filter.Accept
-		}
-	}
-	return v
 }
 
 // filterLogger writes the checks' verdicts that are not a plain accept to the mail log.

@@ -2,12 +2,18 @@ package app
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/emersion/go-message/textproto"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/dns"
+	"github.com/postern/postern/internal/filter"
 	"github.com/postern/postern/internal/smtpserver"
 	"github.com/postern/postern/internal/store/sqlite"
 )
@@ -58,5 +64,33 @@ func TestBuildFilters(t *testing.T) {
 	}
 	if f.forMode(smtpserver.ModeMX) != nil || f.forMode(smtpserver.ModeSubmissions) != nil || f.junkTrainer() != nil {
 		t.Errorf("checks built with everything off: %q %q", f.mxChecks, f.submissionChecks)
+	}
+}
+
+// dmarc_policy = "none" records a DMARC failure without refusing or filing into Junk.
+func TestDMARCRecordOnly(t *testing.T) {
+	res := &dns.Fake{TXT: map[string][]string{"_dmarc.spoof.example": {"v=DMARC1; p=reject"}}}
+	cfg := config.Default()
+	cfg.Antispam.DMARCPolicy = "none"
+	m := &checkMaker{cfg: cfg, res: res, log: slog.New(slog.DiscardHandler)}
+	chs, err := m.dmarc()
+	if err != nil || len(chs) != 1 {
+		t.Fatal(chs, err)
+	}
+	msg := "From: <ceo@spoof.example>\r\nSubject: x\r\n\r\nhi\r\n"
+	var h textproto.Header
+	h.Add("From", "<ceo@spoof.example>")
+	txn := &filter.Txn{Conn: &filter.Conn{IP: netip.MustParseAddr("192.0.2.1")}, Values: map[string]any{}}
+	v := chs[0].(filter.DataChecker).Data(context.Background(), txn, &filter.Message{Size: int64(len(msg)), Header: h,
+		Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(msg)), nil }})
+	if v.Action != filter.Accept || v.Junk || len(txn.Results) != 1 {
+		t.Errorf("verdict %+v, results %+v", v, txn.Results)
+	}
+	cfg.Antispam.DMARCPolicy = "apply"
+	chs, _ = m.dmarc()
+	txn = &filter.Txn{Conn: &filter.Conn{IP: netip.MustParseAddr("192.0.2.1")}, Values: map[string]any{}}
+	if v := chs[0].(filter.DataChecker).Data(context.Background(), txn, &filter.Message{Size: int64(len(msg)), Header: h,
+		Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(msg)), nil }}); v.Action != filter.Reject {
+		t.Errorf("applied policy: %+v", v)
 	}
 }
