@@ -129,6 +129,17 @@ func TestDataStage(t *testing.T) {
 		t.Errorf("classifier filing wrong")
 	}
 
+	// Spam follows the \Junk mailbox when the user renamed it.
+	if err := st.RenameMailbox(ctx, mustUser(t, st, "a@example.org").ID, "Junk", "Spam"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Deliver(ctx, env("Q3b", "a@example.org"), strings.NewReader("Subject: more spam\r\n\r\nx\r\n"), session(t, sc)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(copies(t, a, "a@example.org", "Spam")); n != 2 {
+		t.Errorf("renamed Junk has %d messages, want 2", n)
+	}
+
 	// A refusal at DATA maps to the checks' reply and stores nothing.
 	err := a.Deliver(ctx, env("Q4", "a@example.org"), strings.NewReader("Subject: x\r\n\r\nVIRUS\r\n"), session(t, sc))
 	var de *Error

@@ -18,14 +18,21 @@ import (
 // junkMailbox is the mailbox spam is filed into; every user gets it with the \Junk attribute (RFC 6154).
 const junkMailbox = "Junk"
 
+// specialUser is implemented by stores that find a user's mailbox by its SPECIAL-USE attribute, so spam follows
+// the \Junk mailbox when the user renamed it.
+type specialUser interface {
+	MailboxBySpecialUse(ctx context.Context, userID int64, use string) (string, error)
+}
+
 // mailboxGetter is implemented by stores that can tell whether a user's mailbox exists.
 type mailboxGetter interface {
 	GetMailbox(ctx context.Context, userID int64, name string) (store.Mailbox, error)
 }
 
 // sortJunk decides, per local user, whether the copy goes into Junk: when the checks' outcome says so (score at
-// or above junk_score, DMARC quarantine), or else when the user's own classifier calls it spam. A user without a
-// Junk mailbox (deleted by hand) gets the copy in INBOX; the X-Spam headers still mark it.
+// or above junk_score, DMARC quarantine), or else when the user's own classifier calls it spam. The copy goes into
+// the user's \Junk mailbox (RFC 6154), whatever its name; a user without one gets it in INBOX, where the X-Spam
+// headers and the $Junk keyword still mark it.
 func (a *Agent) sortJunk(ctx context.Context, env *mail.Envelope, p *plan, m *filter.Message, o filter.Outcome) {
 	for _, u := range p.users {
 		why := ""
@@ -46,28 +53,36 @@ func (a *Agent) sortJunk(ctx context.Context, env *mail.Envelope, p *plan, m *fi
 		default:
 			continue
 		}
-		if !a.hasMailbox(ctx, u.ID, junkMailbox) {
+		box := a.junkFor(ctx, u.ID)
+		if box == "" {
 			continue
 		}
 		if p.mailbox == nil {
 			p.mailbox = map[int64]string{}
 		}
-		p.mailbox[u.ID] = junkMailbox
+		p.mailbox[u.ID] = box
 		a.opts.MailLog.Log(maillog.Event{QueueID: env.QueueID, Event: "filtered", From: env.From.String(), To: u.Address,
 			Detail: "into Junk: " + why})
 	}
 }
 
-func (a *Agent) hasMailbox(ctx context.Context, userID int64, name string) bool {
-	g, ok := a.opts.Store.(mailboxGetter)
-	if !ok {
-		return true // the store will say at commit time
+// junkFor returns the name of the user's Junk mailbox, "" when there is none.
+func (a *Agent) junkFor(ctx context.Context, userID int64) string {
+	var err error
+	name := junkMailbox
+	switch st := a.opts.Store.(type) {
+	case specialUser:
+		name, err = st.MailboxBySpecialUse(ctx, userID, `\Junk`)
+	case mailboxGetter:
+		_, err = st.GetMailbox(ctx, userID, junkMailbox)
 	}
-	_, err := g.GetMailbox(ctx, userID, name)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		a.opts.Logger.Warn("look up Junk mailbox", "user_id", userID, "err", err)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			a.opts.Logger.Warn("look up Junk mailbox", "user_id", userID, "err", err)
+		}
+		return ""
 	}
-	return err == nil
+	return name
 }
 
 // stripAuthResults copies r, leaving out the Authentication-Results fields (with their continuation lines) of
