@@ -321,15 +321,20 @@ func (s *Session) log(stage string, ch Check, v Verdict) {
 	}
 }
 
+// AddScore adds score to the transaction's spam score under symbol, as X-Spam-Status will name it. A check that
+// scores several rules at once (the built-in rules) calls it per rule; a single score goes in Verdict.Score.
+func (t *Txn) AddScore(symbol string, score float64) {
+	if symbol == "" {
+		symbol = "UNNAMED"
+	}
+	t.Score += score
+	t.Symbols = append(t.Symbols, fmt.Sprintf("%s=%.1f", symbol, score))
+}
+
 // add folds a Tag verdict into the transaction.
 func (t *Txn) add(v Verdict) {
 	if v.Score != 0 {
-		t.Score += v.Score
-		name := v.Symbol
-		if name == "" {
-			name = "UNNAMED"
-		}
-		t.Symbols = append(t.Symbols, fmt.Sprintf("%s=%.1f", name, v.Score))
+		t.AddScore(v.Symbol, v.Score)
 	}
 	if v.Junk {
 		t.Values[junkKey] = true

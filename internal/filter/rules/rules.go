@@ -116,9 +116,8 @@ type Hit struct {
 	Score  float64
 }
 
-// Data scores the message. Each hit is added to the transaction under its own symbol (Txn.Score and
-// Txn.Symbols, as the pipeline does for a verdict's Symbol), so X-Spam-Status names every rule; the verdict
-// itself carries only the log reason.
+// Data scores the message. Each hit is added to the transaction under its own symbol (Txn.AddScore), so
+// X-Spam-Status names every rule; the verdict itself carries only the log reason.
 func (c *Check) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filter.Verdict {
 	hits, err := c.Score(ctx, t, m)
 	if err != nil {
@@ -131,8 +130,7 @@ func (c *Check) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filt
 	var sum float64
 	names := make([]string, len(hits))
 	for i, h := range hits {
-		t.Score += h.Score
-		t.Symbols = append(t.Symbols, fmt.Sprintf("%s=%.1f", h.Symbol, h.Score))
+		t.AddScore(h.Symbol, h.Score)
 		sum += h.Score
 		names[i] = h.Symbol
 	}
