@@ -125,10 +125,14 @@ func (a *App) buildFilters(cfg *config.Config) (*filters, error) {
 	return f, nil
 }
 
-// filterLogger writes the checks' verdicts that are not a plain accept to the mail log.
+// filterLogger writes the checks' verdicts that are not a plain accept to the mail log: refusals, tags, scores.
+// An accept that only explains itself (an engine's "no action") stays out of it.
 func filterLogger(ml *maillog.Logger) func(filter.Event) {
 	return func(e filter.Event) {
 		v := e.Verdict
+		if v.Action == filter.Accept && v.Score == 0 && !v.Junk {
+			return
+		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s at %s: %s", e.Check, e.Stage, v.Action)
 		if v.Score != 0 {

@@ -9,11 +9,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-message/textproto"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/maillog"
 	"github.com/postern/postern/internal/smtpserver"
 	"github.com/postern/postern/internal/store/sqlite"
 )
@@ -92,5 +94,19 @@ func TestDMARCRecordOnly(t *testing.T) {
 	if v := chs[0].(filter.DataChecker).Data(context.Background(), txn, &filter.Message{Size: int64(len(msg)), Header: h,
 		Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(msg)), nil }}); v.Action != filter.Reject {
 		t.Errorf("applied policy: %+v", v)
+	}
+}
+
+func TestFilterLogger(t *testing.T) {
+	var b strings.Builder
+	log := filterLogger(maillog.New(&b, func() time.Time { return time.Unix(0, 0) }))
+	log(filter.Event{QueueID: "Q1", Stage: "data", Check: "rspamd", Verdict: filter.Verdict{Reason: "no action"}})
+	log(filter.Event{QueueID: "Q1", Stage: "rcpt", Check: "greylist", Verdict: filter.Verdict{Action: filter.Tempfail, Reason: "first attempt"}})
+	log(filter.Event{QueueID: "Q1", Stage: "data", Check: "rules", Verdict: filter.Verdict{Action: filter.Tag, Score: 2.5, Junk: true}})
+	want := `1970-01-01T00:00:00Z Q1 filter status="451 4.7.1" detail="greylist at rcpt: tempfail: first attempt"
+1970-01-01T00:00:00Z Q1 filter detail="rules at data: tag score=2.5 junk"
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
