@@ -179,3 +179,15 @@ func TestFoldValue(t *testing.T) {
 		t.Fatalf("folding changed the value: %q", f)
 	}
 }
+
+func TestFoldValueKeepsQuotedStrings(t *testing.T) {
+	v := "mx.example.org; spf=pass smtp.mailfrom=someone@example.net; dkim=pass header.d=a.test; dmarc=pass " +
+		`reason="dkim a.test aligned with \"the\" From domain" header.from=a.test`
+	f := foldValue("Authentication-Results", v)
+	if !strings.Contains(f, `reason="dkim a.test aligned with \"the\" From domain"`) {
+		t.Fatalf("folded inside the quoted string: %q", f)
+	}
+	if strings.ReplaceAll(f, "\r\n\t", " ") != v {
+		t.Fatalf("folding changed the value: %q", f)
+	}
+}

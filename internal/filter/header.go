@@ -57,14 +57,15 @@ func claimsUs(value, authservID string) bool {
 	return strings.EqualFold(id, authservID)
 }
 
-// foldValue folds a long generated header value at spaces so no line passes 78 characters (RFC 5322 2.1.1).
+// foldValue folds a long generated header value at spaces so no line passes 78 characters where it can be
+// helped (RFC 5322 2.1.1). It never folds inside a quoted string, where the space is part of the value.
 func foldValue(name, v string) string {
 	if len(name)+2+len(v) <= 78 {
 		return v
 	}
 	var b strings.Builder
 	line := len(name) + 2
-	for i, word := range strings.Split(v, " ") {
+	for i, word := range splitUnquoted(v) {
 		if i > 0 {
 			if line+1+len(word) > 78 {
 				b.WriteString("\r\n\t")
@@ -78,6 +79,24 @@ func foldValue(name, v string) string {
 		line += len(word)
 	}
 	return b.String()
+}
+
+// splitUnquoted splits v at the spaces outside quoted strings (with backslash escapes).
+func splitUnquoted(v string) []string {
+	var words []string
+	start, quoted := 0, false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == ' ' && !quoted:
+			words = append(words, v[start:i])
+			start = i + 1
+		}
+	}
+	return append(words, v[start:])
 }
 
 type countWriter struct {

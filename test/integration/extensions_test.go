@@ -109,7 +109,7 @@ func TestDSNParametersStored(t *testing.T) {
 			Notify         []string
 		}
 	}
-	if err := json.Unmarshal([]byte(s.run("queue", "show", id)), &m); err != nil {
+	if err := json.Unmarshal([]byte(s.run("queue", "show", "--json", id)), &m); err != nil {
 		t.Fatal(err)
 	}
 	if m.Ret != "HDRS" || m.EnvID != "QQ314159" || len(m.Recipients) != 2 {

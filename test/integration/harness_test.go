@@ -125,6 +125,11 @@ func newServer(t *testing.T, o serverOptions) *server {
 		}
 		return fmt.Sprintf(`["127.0.0.1:%d"]`, port)
 	}
+	if !strings.Contains(o.extra, "[dns]") {
+		// Hermetic DNS: the inbound checks (SPF, DKIM, DMARC) and the queue ask a loopback port nobody answers,
+		// so they fail at once instead of reaching the machine's resolver. Tests that need answers run dnsmasq.
+		o.extra += fmt.Sprintf("\n[dns]\nresolver = \"127.0.0.1:%d\"\n", freePort(t))
+	}
 	cfg := fmt.Sprintf(`hostname = "mail.%s"
 data_dir = "data"
 
