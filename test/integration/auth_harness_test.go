@@ -5,6 +5,7 @@ package integration
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -76,3 +77,30 @@ func requireListening(t *testing.T, s *server, name string, port int) {
 }
 
 func dialTimeout(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 2*time.Second) }
+
+// clientCertSetup turns on SASL EXTERNAL with the built-in CA as client CA, adds user (password "carol-secret")
+// and issues, with openssl as an admin would, a client certificate naming the user (RFC 4422 appendix A): it
+// returns the certificate and key files.
+func clientCertSetup(t *testing.T, s *server, user string) (crt, key string) {
+	t.Helper()
+	opensslBin := needTool(t, "openssl")
+	caDir := filepath.Join(s.dir, "data", "ca")
+	s.setAuth(map[string]string{"client_ca_file": tomlQuote(filepath.Join(caDir, "ca.crt")), "failure_delay": `"10ms"`})
+	s.addUser(user, "carol-secret")
+	dir := t.TempDir()
+	key, csr, ext := filepath.Join(dir, "client.key"), filepath.Join(dir, "client.csr"), filepath.Join(dir, "ext.cnf")
+	crt = filepath.Join(dir, "client.crt")
+	if err := os.WriteFile(ext, []byte("extendedKeyUsage = clientAuth\nsubjectAltName = email:"+user+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + user},
+		{"x509", "-req", "-in", csr, "-CA", filepath.Join(caDir, "ca.crt"), "-CAkey", filepath.Join(caDir, "ca.key"),
+			"-CAcreateserial", "-days", "30", "-sha256", "-extfile", ext, "-out", crt},
+	} {
+		if out, err := exec.Command(opensslBin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("openssl %s: %v\n%s", args[0], err, out)
+		}
+	}
+	return crt, key
+}

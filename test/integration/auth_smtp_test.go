@@ -285,25 +285,8 @@ s.quit()
 // for carol@example.test (made with openssl, as the seeds make certificates) logs in with EXTERNAL; an authzid
 // naming someone else is refused; without a certificate EXTERNAL is not offered.
 func TestAuthExternalClientCert(t *testing.T) {
-	opensslBin := needTool(t, "openssl")
 	s := newServer(t, serverOptions{})
-	caDir := filepath.Join(s.dir, "data", "ca")
-	s.setAuth(map[string]string{"client_ca_file": tomlQuote(filepath.Join(caDir, "ca.crt")), "failure_delay": `"10ms"`})
-	s.addUser("carol@example.test", "carol-secret")
-	dir := t.TempDir()
-	key, csr, crt, ext := filepath.Join(dir, "carol.key"), filepath.Join(dir, "carol.csr"), filepath.Join(dir, "carol.crt"), filepath.Join(dir, "ext.cnf")
-	if err := os.WriteFile(ext, []byte("extendedKeyUsage = clientAuth\nsubjectAltName = email:carol@example.test\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, args := range [][]string{
-		{"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=carol@example.test"},
-		{"x509", "-req", "-in", csr, "-CA", filepath.Join(caDir, "ca.crt"), "-CAkey", filepath.Join(caDir, "ca.key"),
-			"-CAcreateserial", "-days", "30", "-sha256", "-extfile", ext, "-out", crt},
-	} {
-		if out, err := exec.Command(opensslBin, args...).CombinedOutput(); err != nil {
-			t.Fatalf("openssl %s: %v\n%s", args[0], err, out)
-		}
-	}
+	crt, key := clientCertSetup(t, s, "carol@example.test")
 	port := fmt.Sprint(s.ports.Submission)
 	for _, c := range []struct{ cert, key, authzid, want string }{
 		{"", "", "", "not offered"},
