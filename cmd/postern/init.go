@@ -103,6 +103,7 @@ format = "text"            # text or json
 clamd = ""                 # "tcp:127.0.0.1:3310" or "unix:/run/clamav/clamd.ctl"; empty: off
 on_error = "tempfail"      # when clamd fails: "tempfail" (451) or "accept"
 clamd_timeout = "60s"      # one scan
+clamd_max_size = "25MiB"   # clamd's StreamMaxLength; larger messages pass unscanned (logged); "0": send all
 dangerous_extensions = [".ade", ".adp", ".app", ".appx", ".appxbundle", ".bas", ".bat", ".chm", ".cmd", ".com", ".cpl", ".dll", ".exe", ".hta", ".inf", ".ins", ".img", ".iso", ".isp", ".jar", ".js", ".jse", ".lnk", ".mde", ".msc", ".msi", ".msix", ".msp", ".mst", ".pif", ".ps1", ".psm1", ".reg", ".scf", ".scr", ".sct", ".shb", ".sys", ".url", ".vb", ".vbe", ".vbs", ".vhd", ".vhdx", ".vxd", ".wsc", ".wsf", ".wsh", ".xll"] # attachments refused without clamd; []: off
 dangerous_content_types = ["application/x-msdownload", "application/x-msdos-program", "application/x-ms-dos-executable", "application/x-dosexec", "application/vnd.microsoft.portable-executable", "application/x-ms-installer", "application/x-msi", "application/hta", "application/x-ms-shortcut", "application/java-archive", "application/x-java-archive", "application/x-javascript", "application/x-vbscript", "text/vbscript"] # likewise by MIME type; []: off
 scan_archives = true       # look at the file names inside zip archives too
@@ -141,6 +142,7 @@ arc = true                 # verify ARC chains (RFC 8617)
 dmarc = true               # evaluate DMARC (RFC 7489)
 dmarc_policy = "apply"     # "apply" the sender's p= (reject: 550, quarantine: Junk), "junk" both, "none" record only
 dmarc_fail_score = 0.0     # spam score added when DMARC fails, whatever the policy
+arc_trusted_sealers = []   # ARC sealers (e.g. ["lists.example.org"]) whose passing chain spares DMARC failures the policy
 rules = true               # built-in scoring rules (GTUBE, header and body checks)
 rule_scores = {}           # change or turn off (0) built-in rules by symbol, e.g. { HTML_ONLY = 0.5 }
 bayes = true               # each user's own statistical filter (trained by moving mail into/out of Junk)

@@ -127,7 +127,7 @@ func (m *checkMaker) dmarc() ([]filter.Check, error) {
 		return nil, nil
 	}
 	ch, err := dmarc.New(dmarc.Options{Resolver: m.res, RejectAsQuarantine: as.DMARCPolicy == "junk",
-		FailScore: as.DMARCFailScore, Logger: m.logger("dmarc")})
+		FailScore: as.DMARCFailScore, TrustedSealers: as.ARCTrustedSealers, Logger: m.logger("dmarc")})
 	if err != nil || as.DMARCPolicy != "none" {
 		return one(ch, err)
 	}
@@ -162,7 +162,7 @@ func (m *checkMaker) clamav() ([]filter.Check, error) {
 		return nil, nil
 	}
 	return one(clamav.New(clamav.Options{Address: av.Clamd, OnError: av.OnError,
-		Timeout: config.MustDuration(av.ClamdTimeout), Logger: m.logger("clamav")}))
+		Timeout: config.MustDuration(av.ClamdTimeout), MaxSize: size(av.ClamdMaxSize), Logger: m.logger("clamav")}))
 }
 
 func (m *checkMaker) spamd() ([]filter.Check, error) {

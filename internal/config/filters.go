@@ -12,6 +12,9 @@ type Antivirus struct {
 	Clamd        string `toml:"clamd"`         // "tcp:127.0.0.1:3310" or "unix:/run/clamav/clamd.ctl"; "": no scan
 	OnError      string `toml:"on_error"`      // clamd unreachable: "tempfail" or "accept"
 	ClamdTimeout string `toml:"clamd_timeout"` // one scan
+	// ClamdMaxSize is clamd's StreamMaxLength (clamd.conf; its default is 25M): a larger message is not sent and
+	// passes unscanned, logged, because clamd would refuse it. Raise both together; "0" sends every message.
+	ClamdMaxSize string `toml:"clamd_max_size"`
 	// DangerousExtensions and DangerousContentTypes are attachments refused at DATA without asking clamd (both
 	// []: off). ScanArchives looks at the names inside zip archives too; RejectEncryptedArchives refuses zip
 	// archives with encrypted members, whose content no scanner can see.
@@ -63,6 +66,9 @@ type Antispam struct {
 	// Junk; "none" only records the result.
 	DMARCPolicy    string  `toml:"dmarc_policy"`
 	DMARCFailScore float64 `toml:"dmarc_fail_score"` // added when DMARC fails, whatever the policy
+	// ARCTrustedSealers are ARC sealer domains (mailing lists, forwarders) whose passing ARC chain spares a
+	// message that fails DMARC its policy (RFC 8617 7.2.1); needs arc = true.
+	ARCTrustedSealers []string `toml:"arc_trusted_sealers"`
 
 	Rules bool `toml:"rules"` // the built-in scoring rules (GTUBE, header and body checks)
 	// RuleScores overrides the score of built-in rules by symbol (0 turns one off).
@@ -105,7 +111,7 @@ var defaultDangerousContentTypes = []string{"application/x-msdownload", "applica
 	"text/vbscript"}
 
 func defaultAntivirus() Antivirus {
-	return Antivirus{OnError: "tempfail", ClamdTimeout: "60s",
+	return Antivirus{OnError: "tempfail", ClamdTimeout: "60s", ClamdMaxSize: "25MiB",
 		DangerousExtensions:   append([]string(nil), defaultDangerousExtensions...),
 		DangerousContentTypes: append([]string(nil), defaultDangerousContentTypes...), ScanArchives: true}
 }
@@ -115,7 +121,8 @@ func defaultAntispam() Antispam {
 		OnError: "accept", SpamdTimeout: "60s", SpamdMaxSize: "1MiB", RspamdTimeout: "60s", RspamdMaxSize: "20MiB",
 		MilterTimeout: "60s", GreylistDelay: "5m", GreylistRetryWindow: "2d", GreylistMaxAge: "35d",
 		GreylistWhitelistAfter: 5, SPF: true, SPFFailScore: 3.5, SPFSoftFailScore: 1, SPFPermErrorScore: 0.5,
-		SPFTempError: "accept", DKIMVerify: true, DKIMMaxSignatures: 10, ARC: true, DMARC: true, DMARCPolicy: "apply",
+		SPFTempError: "accept", DKIMVerify: true, DKIMMaxSignatures: 10, ARC: true, ARCTrustedSealers: []string{},
+		DMARC: true, DMARCPolicy: "apply",
 		Rules: true, RuleScores: map[string]float64{}, Bayes: true, BayesThreshold: 0.9, BayesMinSpam: 20, BayesMinHam: 20,
 		JunkScore: 5.0, RejectScore: 15.0, SpamHeaders: true, CheckTimeout: "30s",
 		SubmissionChecks: []string{"ratelimit", "clamav", "attachments"}}
@@ -145,7 +152,8 @@ func (c *Config) validateFilters() []error {
 			errs = append(errs, fmt.Errorf("%s: %q is not a positive duration", d.key, d.val))
 		}
 	}
-	for _, s := range []struct{ key, val string }{{"antispam.spamd_max_size", as.SpamdMaxSize}, {"antispam.rspamd_max_size", as.RspamdMaxSize}} {
+	for _, s := range []struct{ key, val string }{{"antispam.spamd_max_size", as.SpamdMaxSize},
+		{"antispam.rspamd_max_size", as.RspamdMaxSize}, {"antivirus.clamd_max_size", av.ClamdMaxSize}} {
 		if _, err := ParseSize(s.val); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.key, err))
 		}
@@ -163,6 +171,11 @@ func (c *Config) validateFilters() []error {
 	}
 	if as.BayesThreshold <= 0 || as.BayesThreshold >= 1 {
 		errs = append(errs, fmt.Errorf("antispam.bayes_threshold: %v is not between 0 and 1", as.BayesThreshold))
+	}
+	for _, d := range as.ARCTrustedSealers {
+		if d = strings.TrimSpace(d); d == "" || strings.ContainsAny(d, " @/;") {
+			errs = append(errs, fmt.Errorf("antispam.arc_trusted_sealers: %q is not a domain", d))
+		}
 	}
 	switch as.DMARCPolicy {
 	case "apply", "junk", "none":
