@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/postern/postern/internal/filter/htmltext"
 	"github.com/postern/postern/internal/mail/msginfo"
 )
 
@@ -156,66 +157,27 @@ func attachmentName(p *msginfo.Part) string {
 	return decodeHeader(p.Param("name"))
 }
 
-// html returns the text of an HTML part without tags, comments, scripts and styles, adding the hosts of its
-// links and images as tokens, and an "html:" token per distinct tag name.
+// html returns the text of an HTML part without tags, comments, scripts and styles (internal/filter/htmltext),
+// adding the hosts of the links in its attributes as tokens, and an "html:" token per distinct tag name.
 func (t *tokens) html(s string) string {
 	var b strings.Builder
-	for s != "" {
-		i := strings.IndexByte(s, '<')
-		if i < 0 {
-			b.WriteString(s)
-			break
-		}
-		b.WriteString(s[:i])
-		b.WriteByte(' ')
-		s = s[i:]
-		if strings.HasPrefix(s, "<!--") {
-			end := strings.Index(s, "-->")
-			if end < 0 {
-				break
+	htmltext.Walk(s, htmltext.Handler{
+		Text: func(text []byte) {
+			b.Write(text)
+			b.WriteByte(' ')
+		},
+		Tag: func(tag *htmltext.Tag) {
+			if len(tag.Name) <= 10 {
+				t.add("html:" + tag.Name)
 			}
-			s = s[end+3:]
-			continue
-		}
-		end := strings.IndexByte(s, '>')
-		if end < 0 {
-			break
-		}
-		tag := s[1:end]
-		s = s[end+1:]
-		name := strings.ToLower(strings.TrimPrefix(strings.Fields(tag + " x")[0], "/"))
-		if len(name) <= 10 && name != "x" {
-			t.add("html:" + name)
-		}
-		t.urls(tag)
-		if (name == "script" || name == "style") && !strings.HasPrefix(tag, "/") {
-			k := closeTag(s, name)
-			if k < 0 {
-				break // unclosed: the rest is script
+			for _, a := range tag.Attrs {
+				t.urls(a.Val)
 			}
-			s = s[k:]
-		}
-	}
-	return htmlEntities.Replace(b.String())
+			b.WriteByte(' ')
+		},
+	})
+	return b.String()
 }
-
-// closeTag returns the index in s of the tag closing an element name ("</script"), matched without regard to
-// case, or -1. It allocates nothing and scans s once.
-func closeTag(s, name string) int {
-	for off := 0; ; {
-		i := strings.Index(s[off:], "</")
-		if i < 0 {
-			return -1
-		}
-		i += off
-		if end := i + 2 + len(name); end <= len(s) && strings.EqualFold(s[i+2:end], name) {
-			return i
-		}
-		off = i + 2
-	}
-}
-
-var htmlEntities = strings.NewReplacer("&nbsp;", " ", "&amp;", "&", "&lt;", "<", "&gt;", ">", "&quot;", `"`, "&#39;", "'")
 
 // urls adds a "url:" token for the host of each http(s) link in s, and one for its registered-domain guess
 // (the last two labels).

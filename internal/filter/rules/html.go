@@ -2,6 +2,8 @@ package rules
 
 import (
 	"strings"
+
+	"github.com/postern/postern/internal/filter/htmltext"
 )
 
 // htmlScan is what the rules need of an HTML part: its visible text, its links with their anchor text, and how
@@ -13,116 +15,40 @@ type htmlScan struct {
 	images int
 }
 
-var htmlEntities = strings.NewReplacer("&nbsp;", " ", "&amp;", "&", "&lt;", "<", "&gt;", ">", "&quot;", `"`, "&#39;", "'")
-
-// scanHTML strips tags, comments, scripts and styles from s.
+// scanHTML reads the text, links and images of an HTML part (internal/filter/htmltext: comments, scripts and
+// styles are not text, entities are decoded).
 func scanHTML(s string) htmlScan {
 	var h htmlScan
 	var text strings.Builder
 	anchor := -1 // index in h.links of the open <a>, its text starts at anchorStart
 	anchorStart := 0
-	for s != "" {
-		i := strings.IndexByte(s, '<')
-		if i < 0 {
-			text.WriteString(s)
-			break
-		}
-		text.WriteString(s[:i])
-		s = s[i:]
-		if strings.HasPrefix(s, "<!--") {
-			end := strings.Index(s, "-->")
-			if end < 0 {
-				break
-			}
-			s = s[end+3:]
-			continue
-		}
-		end := strings.IndexByte(s, '>')
-		if end < 0 {
-			break
-		}
-		tag := s[1:end]
-		s = s[end+1:]
-		name := ""
-		if f := strings.Fields(tag); len(f) > 0 {
-			name = strings.ToLower(f[0])
-		}
-		switch name {
-		case "a":
-			if href := attr(tag, "href"); href != "" {
-				if l, ok := parseLink(href); ok {
+	htmltext.Walk(s, htmltext.Handler{
+		Text: func(b []byte) { text.Write(b) },
+		Tag: func(t *htmltext.Tag) {
+			switch {
+			case t.Name == "a" && !t.End:
+				if l, ok := parseLink(t.Attr("href")); ok {
 					h.links = append(h.links, l)
 					anchor, anchorStart = len(h.links)-1, text.Len()
 				}
+			case t.Name == "a":
+				if anchor >= 0 {
+					h.links[anchor].text = strings.ToLower(strings.TrimSpace(text.String()[anchorStart:]))
+					anchor = -1
+				}
+			case t.Name == "img" && !t.End:
+				h.images++
+			case blockTags[t.Name]:
+				text.WriteByte('\n')
 			}
-		case "/a":
-			if anchor >= 0 {
-				h.links[anchor].text = strings.ToLower(strings.TrimSpace(htmlEntities.Replace(text.String()[anchorStart:])))
-				anchor = -1
-			}
-		case "img":
-			h.images++
-		case "script", "style":
-			k := closeTag(s, name)
-			if k < 0 {
-				s = "" // unclosed: the rest is script
-				continue
-			}
-			s = s[k:]
-		case "br", "p", "/p", "div", "/div", "tr", "/tr", "td", "li":
-			text.WriteByte('\n')
-		}
-	}
-	h.text = htmlEntities.Replace(text.String())
+		},
+	})
+	h.text = text.String()
 	return h
 }
 
-// closeTag returns the index in s of the tag closing an element name ("</script"), matched without regard to
-// case, or -1. It allocates nothing and scans s once.
-func closeTag(s, name string) int {
-	for off := 0; ; {
-		i := strings.Index(s[off:], "</")
-		if i < 0 {
-			return -1
-		}
-		i += off
-		if end := i + 2 + len(name); end <= len(s) && strings.EqualFold(s[i+2:end], name) {
-			return i
-		}
-		off = i + 2
-	}
-}
-
-// attr returns the value of attribute name in a tag's inside ("a href=\"x\" ..."), or "".
-func attr(tag, name string) string {
-	lower := strings.ToLower(tag)
-	for off := 0; ; {
-		i := strings.Index(lower[off:], name)
-		if i < 0 {
-			return ""
-		}
-		i += off
-		off = i + len(name)
-		if i > 0 && !strings.ContainsRune(" \t\r\n\"'", rune(lower[i-1])) {
-			continue
-		}
-		rest := strings.TrimLeft(tag[off:], " \t\r\n")
-		if !strings.HasPrefix(rest, "=") {
-			continue
-		}
-		rest = strings.TrimLeft(rest[1:], " \t\r\n")
-		if rest != "" && (rest[0] == '"' || rest[0] == '\'') {
-			if j := strings.IndexByte(rest[1:], rest[0]); j >= 0 {
-				return rest[1 : j+1]
-			}
-			return rest[1:]
-		}
-		if j := strings.IndexAny(rest, " \t\r\n"); j >= 0 {
-			return rest[:j]
-		}
-		return rest
-	}
-}
+// blockTags are the elements that start a new line of text, so words either side of them stay apart.
+var blockTags = map[string]bool{"br": true, "p": true, "div": true, "tr": true, "td": true, "li": true}
 
 // maxURL bounds what parseLink reads of one URL.
 const maxURL = 2048
