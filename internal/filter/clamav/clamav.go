@@ -36,36 +36,27 @@ type Options struct {
 	// ChunkSize is the INSTREAM chunk size (default 64 KiB).
 	ChunkSize int
 	// MaxSize: larger messages are not sent and pass unscanned, logged (0: every message is sent, and one over
-	// clamd's StreamMaxLength is an error under OnError). Set it to StreamMaxLength to scan what clamd can.
+	// clamd's StreamMaxLength is an error under OnError). Set it to StreamMaxLength (clamd's default is 25 MiB;
+	// the config's clamd_max_size defaults to that) to scan what clamd can.
 	MaxSize int64
 	Logger  *slog.Logger
 }
 
 // Check scans messages with clamd. It is safe for concurrent use; each scan uses its own connection.
 type Check struct {
-	addr    engine.Addr
-	onError engine.OnError
-	timeout time.Duration
-	chunk   int
-	maxSize int64
-	log     *slog.Logger
+	addr  engine.Addr
+	cl    engine.Client
+	chunk int
 }
 
 // New returns a Check for o.
 func New(o Options) (*Check, error) {
-	a, err := engine.ParseAddr(o.Address)
+	a, cl, err := engine.NewDialer("clamav", o.Address, engine.Config{OnError: o.OnError, Timeout: o.Timeout,
+		MaxSize: o.MaxSize, Logger: o.Logger}, 0)
 	if err != nil {
-		return nil, fmt.Errorf("clamav: %w", err)
+		return nil, err
 	}
-	p, err := engine.ParseOnError(o.OnError)
-	if err != nil {
-		return nil, fmt.Errorf("clamav: %w", err)
-	}
-	c := &Check{addr: a, onError: p, timeout: o.Timeout, chunk: o.ChunkSize, maxSize: o.MaxSize,
-		log: engine.Logger(o.Logger)}
-	if c.timeout <= 0 {
-		c.timeout = 60 * time.Second
-	}
+	c := &Check{addr: a, cl: cl, chunk: o.ChunkSize}
 	if c.chunk <= 0 {
 		c.chunk = 64 << 10
 	}
@@ -107,7 +98,7 @@ func (c *Check) Scan(ctx context.Context, r io.Reader) (Result, error) {
 
 // command sends cmd (and, when body is not nil, body as INSTREAM chunks) and returns the reply line.
 func (c *Check) command(ctx context.Context, cmd string, body io.Reader) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := c.cl.WithTimeout(ctx)
 	defer cancel()
 	conn, err := engine.Dial(ctx, c.addr)
 	if err != nil {
@@ -199,24 +190,23 @@ func ParseReply(reply string) (Result, error) {
 
 // Data implements filter.DataChecker.
 func (c *Check) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filter.Verdict {
-	if c.maxSize > 0 && m.Size > c.maxSize {
-		c.log.Info("clamd: message not scanned, too large", "queue_id", t.QueueID, "size", m.Size, "max", c.maxSize)
-		return filter.Verdict{Reason: fmt.Sprintf("clamav: not scanned, %d bytes > %d", m.Size, c.maxSize)}
+	if v, over := c.cl.TooLarge(t.QueueID, m.Size); over {
+		return v // clamd would refuse it (StreamMaxLength): see Options.MaxSize
 	}
 	r, err := m.Open()
 	if err != nil {
-		return engine.Failure(c.onError, c.log, c.Name(), fmt.Errorf("open message: %w", err))
+		return c.cl.Fail(fmt.Errorf("open message: %w", err))
 	}
 	defer r.Close()
 	res, err := c.Scan(ctx, r)
 	if err != nil {
-		return engine.Failure(c.onError, c.log, c.Name(), err)
+		return c.cl.Fail(err)
 	}
 	if !res.Infected {
-		c.log.Debug("clamd: clean", "queue_id", t.QueueID)
+		c.cl.Log.Debug("clamd: clean", "queue_id", t.QueueID)
 		return filter.Verdict{}
 	}
-	c.log.Info("clamd: virus found", "queue_id", t.QueueID, "virus", res.Virus)
+	c.cl.Log.Info("clamd: virus found", "queue_id", t.QueueID, "virus", res.Virus)
 	return filter.Verdict{Action: filter.Reject, Code: 554, Enhanced: "5.7.1",
 		Message: "Message rejected: virus found (" + sanitize(res.Virus) + ")",
 		Reason:  "virus found: " + res.Virus}

@@ -8,59 +8,34 @@ import (
 	"errors"
 	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/engine/enginetest"
 )
 
 // eicar is the EICAR anti-virus test file, split so this source file is not itself flagged.
 const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$` + `EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
 
-// fakeClamd speaks clamd's z-commands on a listener: INSTREAM reports Eicar-Signature when the stream holds
-// the EICAR string, and refuses streams over maxLen the way clamd does.
+// fakeClamd speaks clamd's z-commands: INSTREAM reports Eicar-Signature when the stream holds the EICAR string,
+// and refuses streams over maxLen the way clamd does.
 type fakeClamd struct {
-	ln     net.Listener
+	addr   string
 	maxLen int
-	wg     sync.WaitGroup
 	mu     sync.Mutex // guards got
 	got    [][]byte   // each stream received
 }
 
 func startFake(t *testing.T, network string, maxLen int) *fakeClamd {
 	t.Helper()
-	addr := "127.0.0.1:0"
-	if network == "unix" {
-		addr = filepath.Join(t.TempDir(), "clamd.sock")
-	}
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeClamd{ln: ln, maxLen: maxLen}
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			f.wg.Add(1)
-			go func() { defer f.wg.Done(); f.serve(c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); f.wg.Wait() })
+	f := &fakeClamd{maxLen: maxLen}
+	f.addr = enginetest.Serve(t, network, f.serve)
 	return f
 }
 
-func (f *fakeClamd) addr() string { return f.ln.Addr().Network() + ":" + f.ln.Addr().String() }
-
 func (f *fakeClamd) serve(c net.Conn) {
-	defer c.Close()
 	br := bufio.NewReader(c)
 	cmd, err := br.ReadString(0)
 	if err != nil {
@@ -104,10 +79,7 @@ func (f *fakeClamd) serve(c net.Conn) {
 }
 
 func message(body string) *filter.Message {
-	raw := "From: a@example.org\r\nTo: b@example.net\r\nSubject: test\r\n\r\n" + body
-	return &filter.Message{Size: int64(len(raw)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(strings.NewReader(raw)), nil
-	}}
+	return enginetest.Message("From: a@example.org\r\nTo: b@example.net\r\nSubject: test\r\n\r\n" + body)
 }
 
 func TestScan(t *testing.T) {
@@ -116,7 +88,7 @@ func TestScan(t *testing.T) {
 		t.Run(network, func(t *testing.T) {
 			t.Parallel()
 			f := startFake(t, network, 0)
-			c, err := New(Options{Address: f.addr(), ChunkSize: 7})
+			c, err := New(Options{Address: f.addr, ChunkSize: 7})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,7 +120,7 @@ func TestScan(t *testing.T) {
 func TestSizeLimitIsAnError(t *testing.T) {
 	t.Parallel()
 	f := startFake(t, "tcp", 100)
-	c, err := New(Options{Address: f.addr(), ChunkSize: 64})
+	c, err := New(Options{Address: f.addr, ChunkSize: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +132,7 @@ func TestSizeLimitIsAnError(t *testing.T) {
 		t.Errorf("over the limit with on_error=tempfail: %+v", v)
 	}
 	// With MaxSize at clamd's limit, a larger message is not sent: it passes unscanned, with a reason for the log.
-	c, err = New(Options{Address: f.addr(), MaxSize: 100})
+	c, err = New(Options{Address: f.addr, MaxSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,60 +141,11 @@ func TestSizeLimitIsAnError(t *testing.T) {
 	}
 }
 
-func TestClamdDown(t *testing.T) {
+func TestFailures(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "tcp:" + ln.Addr().String()
-	ln.Close() // nothing listens there now
-	for _, tc := range []struct {
-		onError string
-		want    filter.Action
-	}{{"", filter.Tempfail}, {"tempfail", filter.Tempfail}, {"accept", filter.Accept}} {
-		c, err := New(Options{Address: addr, OnError: tc.onError})
-		if err != nil {
-			t.Fatal(err)
-		}
-		v := c.Data(context.Background(), &filter.Txn{}, message("x\r\n"))
-		if v.Action != tc.want || v.Reason == "" {
-			t.Errorf("on_error=%q: %+v, want %v with a reason", tc.onError, v, tc.want)
-		}
-		if v.Action == filter.Tempfail && (v.Code != 451 || v.Enhanced != "4.7.1") {
-			t.Errorf("tempfail reply: %+v", v)
-		}
-		if err := c.Ping(context.Background()); err == nil {
-			t.Errorf("Ping with clamd down: no error")
-		}
-	}
-}
-
-// TestHungClamd: a clamd that takes the stream and never answers is cut off by the context's deadline.
-func TestHungClamd(t *testing.T) {
-	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			io.Copy(io.Discard, c)
-			c.Close()
-		}
-	}()
-	c, err := New(Options{Address: "tcp:" + ln.Addr().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The deadline is not measured: the test only needs Data to return, with a tempfail.
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if v := c.Data(ctx, &filter.Txn{}, message("x\r\n")); v.Action != filter.Tempfail {
-		t.Errorf("hung clamd: %+v", v)
-	}
+	enginetest.TestFailures(t, func(addr, onError string) (filter.DataChecker, error) {
+		return New(Options{Address: "tcp:" + addr, OnError: onError})
+	}, func() *filter.Txn { return &filter.Txn{} })
 }
 
 func TestNewErrors(t *testing.T) {

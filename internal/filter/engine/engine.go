@@ -1,11 +1,14 @@
 // Package engine holds what the checks that call an external engine (clamd, spamd, rspamd, milters) share: the
-// "tcp:host:port" / "unix:/path" address syntax of the config, dialing with the context's deadline, and the
-// on_error policy that decides what an unreachable or confused engine means for the message.
+// "tcp:host:port" / "unix:/path" address syntax of the config, dialing with the context's deadline, the on_error
+// policy that decides what an unreachable or confused engine means for the message, and a Client that holds the
+// policy, the request timeout and the size limit above which a message is not sent. Package enginetest has the
+// test helpers they share.
 package engine
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -129,4 +132,120 @@ func Logger(l *slog.Logger) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return l
+}
+
+// DefaultTimeout bounds one request to an engine when the config gives no timeout.
+const DefaultTimeout = 60 * time.Second
+
+// Config is what every engine check's Options has besides the address: the on_error policy, the time one
+// request may take (default DefaultTimeout), the size above which a message is not sent (0: the check's
+// default; negative: no limit) and the logger.
+type Config struct {
+	OnError string
+	Timeout time.Duration
+	MaxSize int64
+	Logger  *slog.Logger
+}
+
+// Client is the part every engine check shares: how a failure is answered, how long a request may take and
+// which messages are too large to send. Each check keeps one and calls its methods from Data.
+type Client struct {
+	Check   string // the check's name, for reasons and the log
+	OnError OnError
+	Timeout time.Duration
+	MaxSize int64 // 0: no limit
+	Log     *slog.Logger
+}
+
+// NewClient checks c for the check named check; defaultMax is the check's size limit when c gives none (0: no
+// limit).
+func NewClient(check string, c Config, defaultMax int64) (Client, error) {
+	p, err := ParseOnError(c.OnError)
+	if err != nil {
+		return Client{}, fmt.Errorf("%s: %w", check, err)
+	}
+	cl := Client{Check: check, OnError: p, Timeout: c.Timeout, MaxSize: c.MaxSize, Log: Logger(c.Logger)}
+	if cl.Timeout <= 0 {
+		cl.Timeout = DefaultTimeout
+	}
+	switch {
+	case cl.MaxSize == 0:
+		cl.MaxSize = defaultMax
+	case cl.MaxSize < 0:
+		cl.MaxSize = 0
+	}
+	return cl, nil
+}
+
+// NewDialer is NewClient for a check that dials its engine at address ("tcp:host:port", "unix:/path", ...):
+// clamav, spamd and each milter.
+func NewDialer(check, address string, c Config, defaultMax int64) (Addr, Client, error) {
+	a, err := ParseAddr(address)
+	if err != nil {
+		return Addr{}, Client{}, fmt.Errorf("%s: %w", check, err)
+	}
+	cl, err := NewClient(check, c, defaultMax)
+	return a, cl, err
+}
+
+// Fail is the verdict for an engine that gave no usable answer, under the on_error policy.
+func (c *Client) Fail(err error) filter.Verdict { return Failure(c.OnError, c.Log, c.Check, err) }
+
+// WithTimeout bounds one request.
+func (c *Client) WithTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.Timeout)
+}
+
+// TooLarge reports whether a message of size bytes is over MaxSize; v is then the verdict to return: the
+// message passes unscanned (as spamc does), with the reason in the mail log.
+func (c *Client) TooLarge(queueID string, size int64) (v filter.Verdict, over bool) {
+	if c.MaxSize <= 0 || size <= c.MaxSize {
+		return filter.Verdict{}, false
+	}
+	c.Log.Info("message not scanned, too large", "check", c.Check, "queue_id", queueID, "size", size, "max", c.MaxSize)
+	return filter.Verdict{Reason: fmt.Sprintf("%s: not scanned, %d bytes > %d", c.Check, size, c.MaxSize)}, true
+}
+
+// ReadMessage reads m whole, for an engine that takes the message in one request. When it cannot, ok is false
+// and v is the verdict to return: unscanned when m is over MaxSize, a failure under on_error when it cannot be
+// read.
+func (c *Client) ReadMessage(queueID string, m *filter.Message) (msg []byte, v filter.Verdict, ok bool) {
+	if v, over := c.TooLarge(queueID, m.Size); over {
+		return nil, v, false
+	}
+	r, err := m.Open()
+	if err != nil {
+		return nil, c.Fail(fmt.Errorf("open message: %w", err)), false
+	}
+	defer r.Close()
+	lr := io.Reader(r)
+	if c.MaxSize > 0 {
+		lr = io.LimitReader(r, c.MaxSize+1) // m.Size may be wrong: never hold more than the limit
+	}
+	msg, err = io.ReadAll(lr)
+	if err != nil {
+		return nil, c.Fail(fmt.Errorf("read message: %w", err)), false
+	}
+	if v, over := c.TooLarge(queueID, int64(len(msg))); over {
+		return nil, v, false
+	}
+	return msg, filter.Verdict{}, true
+}
+
+// Pinger is an engine check that can tell whether its engine answers (clamd's PING, spamd's PING, rspamd's
+// /ping): serve asks at start and `postern check` on demand, so an engine that is down shows before mail waits
+// on it.
+type Pinger interface {
+	filter.Check
+	Ping(ctx context.Context) error
+}
+
+// HeaderSafe drops the characters that would break a protocol header line (controls, CR, LF, DEL).
+func HeaderSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }

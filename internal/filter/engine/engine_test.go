@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"io"
+	"strings"
 	"testing"
 
 	"github.com/postern/postern/internal/filter"
@@ -66,4 +68,37 @@ func FuzzParseAddr(f *testing.F) {
 			t.Errorf("ParseAddr(%q) network %q", s, a.Network)
 		}
 	})
+}
+
+func TestClient(t *testing.T) {
+	t.Parallel()
+	if _, err := NewClient("x", Config{OnError: "drop"}, 0); err == nil {
+		t.Error("NewClient with on_error=drop: no error")
+	}
+	cl, err := NewClient("x", Config{}, 100)
+	if err != nil || cl.Timeout != DefaultTimeout || cl.MaxSize != 100 || cl.OnError != FailTempfail || cl.Log == nil {
+		t.Fatalf("defaults: %+v, %v", cl, err)
+	}
+	if cl, _ := NewClient("x", Config{MaxSize: -1}, 100); cl.MaxSize != 0 {
+		t.Errorf("negative MaxSize: %d, want 0 (no limit)", cl.MaxSize)
+	}
+	msg := func(raw string, size int64) *filter.Message {
+		return &filter.Message{Size: size, Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(raw)), nil }}
+	}
+	if b, _, ok := cl.ReadMessage("Q", msg("hello", 5)); !ok || string(b) != "hello" {
+		t.Errorf("small message: %q %v", b, ok)
+	}
+	// Over the limit by its size, or by what it really holds when Size lies: not sent, an accept with a reason.
+	for _, m := range []*filter.Message{msg(strings.Repeat("x", 101), 101), msg(strings.Repeat("x", 500), 5)} {
+		if _, v, ok := cl.ReadMessage("Q", m); ok || v.Action != filter.Accept || !strings.Contains(v.Reason, "not scanned") {
+			t.Errorf("large message: %+v %v", v, ok)
+		}
+	}
+	broken := &filter.Message{Size: 5, Open: func() (io.ReadCloser, error) { return nil, errTest }}
+	if _, v, ok := cl.ReadMessage("Q", broken); ok || v.Action != filter.Tempfail {
+		t.Errorf("unreadable message: %+v %v", v, ok)
+	}
+	if got := HeaderSafe("a\r\nb\x00c\x7fd é"); got != "abcd é" {
+		t.Errorf("HeaderSafe = %q", got)
+	}
 }

@@ -54,29 +54,23 @@ type Options struct {
 
 // Check calls one milter. It is safe for concurrent use; each message uses its own connection.
 type Check struct {
-	o       Options
-	addr    engine.Addr
-	onError engine.OnError
-	log     *slog.Logger
+	o    Options
+	addr engine.Addr
+	cl   engine.Client
 }
 
 // New returns a Check for o.
 func New(o Options) (*Check, error) {
-	a, err := engine.ParseAddr(o.Address)
+	a, cl, err := engine.NewDialer("milter", o.Address, engine.Config{OnError: o.OnError, Timeout: o.Timeout,
+		Logger: o.Logger}, 0)
 	if err != nil {
-		return nil, fmt.Errorf("milter: %w", err)
-	}
-	p, err := engine.ParseOnError(o.OnError)
-	if err != nil {
-		return nil, fmt.Errorf("milter: %w", err)
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 60 * time.Second
+		return nil, err
 	}
 	if o.Name == "" {
 		o.Name = "milter:" + a.String()
 	}
-	return &Check{o: o, addr: a, onError: p, log: engine.Logger(o.Logger)}, nil
+	cl.Check = o.Name
+	return &Check{o: o, addr: a, cl: cl}, nil
 }
 
 // Name implements filter.Check.
@@ -97,13 +91,13 @@ const protocol = gomilter.OptNoConnect | gomilter.OptNoHelo | gomilter.OptNoMail
 
 // Data implements filter.DataChecker.
 func (c *Check) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filter.Verdict {
-	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	ctx, cancel := c.cl.WithTimeout(ctx)
 	defer cancel()
 	v, err := c.run(ctx, t, m)
 	if err != nil {
-		return engine.Failure(c.onError, c.log, c.Name(), err)
+		return c.cl.Fail(err)
 	}
-	c.log.Info("milter answered", "milter", c.Name(), "queue_id", t.QueueID, "action", v.Action.String(),
+	c.cl.Log.Info("milter answered", "milter", c.Name(), "queue_id", t.QueueID, "action", v.Action.String(),
 		"reason", v.Reason, "headers_added", len(v.Headers), "junk", v.Junk)
 	return v
 }
@@ -316,13 +310,13 @@ func (c *Check) apply(v *filter.Verdict, mods []gomilter.ModifyAction, hdr textp
 				v.Headers = append(v.Headers, h)
 				continue
 			}
-			c.log.Warn("milter modification not supported, ignored", "milter", c.Name(), "queue_id", queueID,
+			c.cl.Log.Warn("milter modification not supported, ignored", "milter", c.Name(), "queue_id", queueID,
 				"modification", "change header", "header", m.HeaderName)
 		case gomilter.ActQuarantine:
 			v.Junk = true
 			v.Reason = strings.TrimSpace(v.Reason + " quarantine: " + m.Reason)
 		default:
-			c.log.Warn("milter modification not supported, ignored", "milter", c.Name(), "queue_id", queueID,
+			c.cl.Log.Warn("milter modification not supported, ignored", "milter", c.Name(), "queue_id", queueID,
 				"modification", string(rune(m.Code)))
 		}
 	}

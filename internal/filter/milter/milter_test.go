@@ -2,8 +2,6 @@ package milter
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"net/textproto"
@@ -11,11 +9,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/engine/enginetest"
 	"github.com/postern/postern/internal/mail"
 )
 
@@ -132,10 +130,7 @@ func startFake(t *testing.T, network string) (string, *record) {
 }
 
 func message(subject string) *filter.Message {
-	raw := "From: a@example.org\r\nSubject: " + subject + "\r\n\r\nline one\r\nline two\r\n"
-	return &filter.Message{Size: int64(len(raw)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(strings.NewReader(raw)), nil
-	}}
+	return enginetest.Message("From: a@example.org\r\nSubject: " + subject + "\r\n\r\nline one\r\nline two\r\n")
 }
 
 func txn(rcpts ...string) *filter.Txn {
@@ -219,50 +214,12 @@ func TestModifications(t *testing.T) {
 	}
 }
 
-func TestMilterDown(t *testing.T) {
+func TestFailures(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("inet:%d@127.0.0.1", ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	for onError, want := range map[string]filter.Action{"tempfail": filter.Tempfail, "accept": filter.Accept} {
-		c, err := New(Options{Address: addr, OnError: onError})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v := c.Data(context.Background(), txn("bob@example.net"), message("x")); v.Action != want || v.Reason == "" {
-			t.Errorf("on_error=%s: %+v", onError, v)
-		}
-	}
-}
-
-// TestHungMilter: a milter that accepts the connection and never answers is cut off by the check's context.
-func TestHungMilter(t *testing.T) {
-	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			io.Copy(io.Discard, c)
-			c.Close()
-		}
-	}()
-	c, err := New(Options{Address: "tcp:" + ln.Addr().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The deadline is not measured: the test only needs Data to return, with a tempfail.
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if v := c.Data(ctx, txn("bob@example.net"), message("x")); v.Action != filter.Tempfail {
-		t.Errorf("hung milter: %+v", v)
-	}
+	enginetest.TestFailures(t, func(addr, onError string) (filter.DataChecker, error) {
+		host, port, _ := net.SplitHostPort(addr)
+		return New(Options{Address: "inet:" + port + "@" + host, OnError: onError})
+	}, func() *filter.Txn { return txn("bob@example.net") })
 }
 
 func TestReplyVerdict(t *testing.T) {

@@ -45,7 +45,7 @@ type Options struct {
 	OnError  string // "tempfail" (default) or "accept" when rspamd cannot answer
 	Timeout  time.Duration
 	Password string // Password header for the controller
-	// MaxSize: larger messages are not sent and pass unscored (default 20 MiB).
+	// MaxSize: larger messages are not sent and pass unscored (default 20 MiB; negative: no limit).
 	MaxSize int64
 	// Client is the HTTP client (default: one with no proxy from the environment).
 	Client *http.Client
@@ -56,8 +56,7 @@ type Options struct {
 type Check struct {
 	o        Options
 	endpoint string
-	onError  engine.OnError
-	log      *slog.Logger
+	cl       engine.Client
 }
 
 // New returns a Check for o.
@@ -66,22 +65,17 @@ func New(o Options) (*Check, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("rspamd: URL %q: want http://host:port", o.URL)
 	}
-	p, err := engine.ParseOnError(o.OnError)
+	cl, err := engine.NewClient("rspamd", engine.Config{OnError: o.OnError, Timeout: o.Timeout, MaxSize: o.MaxSize,
+		Logger: o.Logger}, 20<<20)
 	if err != nil {
-		return nil, fmt.Errorf("rspamd: %w", err)
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 60 * time.Second
-	}
-	if o.MaxSize <= 0 {
-		o.MaxSize = 20 << 20
+		return nil, err
 	}
 	if o.Client == nil {
 		// The rspamd worker is a local service: an HTTP_PROXY in the environment must not reroute the mail.
 		o.Client = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}}
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/checkv2"
-	return &Check{o: o, endpoint: u.String(), onError: p, log: engine.Logger(o.Logger)}, nil
+	return &Check{o: o, endpoint: u.String(), cl: cl}, nil
 }
 
 // Name implements filter.Check.
@@ -129,7 +123,7 @@ func bad(f float64) bool { return math.IsNaN(f) || math.Abs(f) > 1e9 }
 
 // Ping asks rspamd's /ping (answered "pong"): a startup check that the worker is there.
 func (c *Check) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	ctx, cancel := c.cl.WithTimeout(ctx)
 	defer cancel()
 	u := strings.TrimSuffix(c.endpoint, "/checkv2") + "/ping"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -156,14 +150,14 @@ type Request struct {
 
 // Check posts msg with the envelope req and returns rspamd's answer.
 func (c *Check) Check(ctx context.Context, req Request, msg []byte) (Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	ctx, cancel := c.cl.WithTimeout(ctx)
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(msg))
 	if err != nil {
 		return Result{}, fmt.Errorf("rspamd: %w", err)
 	}
 	set := func(k, v string) {
-		if v = headerSafe(v); v != "" {
+		if v = engine.HeaderSafe(v); v != "" {
 			hr.Header.Add(k, v)
 		}
 	}
@@ -191,40 +185,20 @@ func (c *Check) Check(ctx context.Context, req Request, msg []byte) (Result, err
 	return ParseResult(body)
 }
 
-func headerSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-}
-
 // Data implements filter.DataChecker.
 func (c *Check) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filter.Verdict {
-	if m.Size > c.o.MaxSize {
-		return filter.Verdict{Reason: fmt.Sprintf("rspamd: not scanned, %d bytes > %d", m.Size, c.o.MaxSize)}
-	}
-	r, err := m.Open()
-	if err != nil {
-		return engine.Failure(c.onError, c.log, c.Name(), fmt.Errorf("open message: %w", err))
-	}
-	msg, err := io.ReadAll(io.LimitReader(r, c.o.MaxSize+1))
-	r.Close()
-	if err != nil {
-		return engine.Failure(c.onError, c.log, c.Name(), fmt.Errorf("read message: %w", err))
-	}
-	if int64(len(msg)) > c.o.MaxSize {
-		return filter.Verdict{Reason: fmt.Sprintf("rspamd: not scanned, over %d bytes", c.o.MaxSize)}
+	msg, v, ok := c.cl.ReadMessage(t.QueueID, m)
+	if !ok {
+		return v
 	}
 	res, err := c.Check(ctx, envelope(t), msg)
 	if err != nil {
-		return engine.Failure(c.onError, c.log, c.Name(), err)
+		return c.cl.Fail(err)
 	}
 	if t.Values != nil {
 		t.Values[c.Name()] = res
 	}
-	c.log.Info("rspamd answered", "queue_id", t.QueueID, "action", res.Action, "score", res.Score,
+	c.cl.Log.Info("rspamd answered", "queue_id", t.QueueID, "action", res.Action, "score", res.Score,
 		"required", res.RequiredScore, "symbols", strings.Join(res.symbolList(), ","))
 	return verdict(res)
 }
@@ -261,8 +235,8 @@ func verdict(r Result) filter.Verdict {
 	switch strings.ToLower(r.Action) {
 	case "reject":
 		msg := "Message rejected as spam"
-		if s, ok := r.Messages["smtp_message"].(string); ok && headerSafe(s) != "" {
-			msg = truncate(headerSafe(s), 200)
+		if s, ok := r.Messages["smtp_message"].(string); ok && engine.HeaderSafe(s) != "" {
+			msg = truncate(engine.HeaderSafe(s), 200)
 		}
 		return filter.Verdict{Action: filter.Reject, Code: 554, Enhanced: "5.7.1", Message: msg, Reason: reason}
 	case "soft reject":
@@ -330,7 +304,7 @@ func headerValues(raw json.RawMessage) []string {
 
 func clean(v string) []string {
 	// A value may arrive folded with LF or CRLF; unfold so the writer can fold it again (RFC 5322 2.2.3).
-	v = strings.Join(strings.Fields(headerSafe(strings.NewReplacer("\r", " ", "\n", " ").Replace(v))), " ")
+	v = strings.Join(strings.Fields(engine.HeaderSafe(strings.NewReplacer("\r", " ", "\n", " ").Replace(v))), " ")
 	if v == "" {
 		return nil
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/engine/enginetest"
 	"github.com/postern/postern/internal/mail"
 )
 
@@ -63,10 +63,7 @@ func (f *fakeRspamd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func message(subject string) *filter.Message {
-	raw := "From: a@example.org\r\nSubject: " + subject + "\r\n\r\nbody\r\n"
-	return &filter.Message{Size: int64(len(raw)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(strings.NewReader(raw)), nil
-	}}
+	return enginetest.Message("From: a@example.org\r\nSubject: " + subject + "\r\n\r\nbody\r\n")
 }
 
 func txn() *filter.Txn {
@@ -134,26 +131,11 @@ func TestActions(t *testing.T) {
 	}
 }
 
-func TestRspamdDown(t *testing.T) {
+func TestFailures(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + ln.Addr().String()
-	ln.Close()
-	for onError, want := range map[string]filter.Action{"": filter.Tempfail, "accept": filter.Accept} {
-		c, err := New(Options{URL: url, OnError: onError})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v := c.Data(context.Background(), txn(), message("x")); v.Action != want || v.Reason == "" {
-			t.Errorf("on_error=%q: %+v", onError, v)
-		}
-		if err := c.Ping(context.Background()); err == nil {
-			t.Errorf("Ping with rspamd down: no error")
-		}
-	}
+	enginetest.TestFailures(t, func(addr, onError string) (filter.DataChecker, error) {
+		return New(Options{URL: "http://" + addr, OnError: onError})
+	}, txn)
 }
 
 func TestNewErrors(t *testing.T) {

@@ -29,7 +29,8 @@ type Options struct {
 	OnError string // "tempfail" (default) or "accept" when spamd cannot answer
 	// Timeout bounds one request (default 60 s).
 	Timeout time.Duration
-	// MaxSize: larger messages are not sent and pass unscored, as spamc does (default 1 MiB; spamc's is 500 KB).
+	// MaxSize: larger messages are not sent and pass unscored, as spamc does (default 1 MiB; spamc's is 500 KB;
+	// negative: no limit).
 	MaxSize int64
 	// User is the User: header (the SpamAssassin preferences to use); "" sends none. When the transaction has
 	// exactly one recipient and UserFromRecipient is set, that address is sent instead.
@@ -40,29 +41,19 @@ type Options struct {
 
 // Check asks spamd. It is safe for concurrent use.
 type Check struct {
-	o       Options
-	addr    engine.Addr
-	onError engine.OnError
-	log     *slog.Logger
+	o    Options
+	addr engine.Addr
+	cl   engine.Client
 }
 
 // New returns a Check for o.
 func New(o Options) (*Check, error) {
-	a, err := engine.ParseAddr(o.Address)
+	a, cl, err := engine.NewDialer("spamd", o.Address, engine.Config{OnError: o.OnError, Timeout: o.Timeout,
+		MaxSize: o.MaxSize, Logger: o.Logger}, 1<<20)
 	if err != nil {
-		return nil, fmt.Errorf("spamd: %w", err)
+		return nil, err
 	}
-	p, err := engine.ParseOnError(o.OnError)
-	if err != nil {
-		return nil, fmt.Errorf("spamd: %w", err)
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 60 * time.Second
-	}
-	if o.MaxSize <= 0 {
-		o.MaxSize = 1 << 20
-	}
-	return &Check{o: o, addr: a, onError: p, log: engine.Logger(o.Logger)}, nil
+	return &Check{o: o, addr: a, cl: cl}, nil
 }
 
 // Name implements filter.Check.
@@ -78,7 +69,7 @@ type Result struct {
 
 // Ping sends PING and expects "SPAMD/1.x 0 PONG".
 func (c *Check) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	ctx, cancel := c.cl.WithTimeout(ctx)
 	defer cancel()
 	conn, err := engine.Dial(ctx, c.addr)
 	if err != nil {
@@ -100,7 +91,7 @@ func (c *Check) Ping(ctx context.Context) error {
 
 // Symbols sends msg with the SYMBOLS command for user ("" for none) and returns spamd's verdict.
 func (c *Check) Symbols(ctx context.Context, user string, msg []byte) (Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	ctx, cancel := c.cl.WithTimeout(ctx)
 	defer cancel()
 	conn, err := engine.Dial(ctx, c.addr)
 	if err != nil {
@@ -109,7 +100,7 @@ func (c *Check) Symbols(ctx context.Context, user string, msg []byte) (Result, e
 	defer conn.Close()
 	var req bytes.Buffer
 	fmt.Fprintf(&req, "SYMBOLS SPAMC/1.5\r\nContent-length: %d\r\n", len(msg))
-	if user = headerSafe(user); user != "" {
+	if user = engine.HeaderSafe(user); user != "" {
 		fmt.Fprintf(&req, "User: %s\r\n", user)
 	}
 	req.WriteString("\r\n")
@@ -123,16 +114,6 @@ func (c *Check) Symbols(ctx context.Context, user string, msg []byte) (Result, e
 		return Result{}, fmt.Errorf("spamd %s: %w", c.addr, err)
 	}
 	return res, nil
-}
-
-// headerSafe drops characters that would break the request's header line.
-func headerSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
 }
 
 // ParseResponse reads a SPAMD/1.x response to SYMBOLS, CHECK or REPORT: the status line, the headers (Spam:
@@ -232,20 +213,9 @@ func isBad(f float64) bool { return f != f || f > 1e9 || f < -1e9 }
 
 // Data implements filter.DataChecker.
 func (c *Check) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filter.Verdict {
-	if m.Size > c.o.MaxSize {
-		return filter.Verdict{Reason: fmt.Sprintf("spamd: not scanned, %d bytes > %d", m.Size, c.o.MaxSize)}
-	}
-	r, err := m.Open()
-	if err != nil {
-		return engine.Failure(c.onError, c.log, c.Name(), fmt.Errorf("open message: %w", err))
-	}
-	msg, err := io.ReadAll(io.LimitReader(r, c.o.MaxSize+1))
-	r.Close()
-	if err != nil {
-		return engine.Failure(c.onError, c.log, c.Name(), fmt.Errorf("read message: %w", err))
-	}
-	if int64(len(msg)) > c.o.MaxSize {
-		return filter.Verdict{Reason: fmt.Sprintf("spamd: not scanned, over %d bytes", c.o.MaxSize)}
+	msg, v, ok := c.cl.ReadMessage(t.QueueID, m)
+	if !ok {
+		return v
 	}
 	user := c.o.User
 	if c.o.UserFromRecipient && len(t.Recipients) == 1 {
@@ -253,14 +223,14 @@ func (c *Check) Data(ctx context.Context, t *filter.Txn, m *filter.Message) filt
 	}
 	res, err := c.Symbols(ctx, user, msg)
 	if err != nil {
-		return engine.Failure(c.onError, c.log, c.Name(), err)
+		return c.cl.Fail(err)
 	}
 	if t.Values != nil {
 		t.Values[c.Name()] = res
 	}
 	reason := fmt.Sprintf("spamd: spam=%t score=%.1f/%.1f symbols=%s", res.Spam, res.Score, res.Threshold,
 		strings.Join(res.Symbols, ","))
-	c.log.Info("spamd answered", "queue_id", t.QueueID, "spam", res.Spam, "score", res.Score,
+	c.cl.Log.Info("spamd answered", "queue_id", t.QueueID, "spam", res.Spam, "score", res.Score,
 		"threshold", res.Threshold, "symbols", strings.Join(res.Symbols, ","))
 	if res.Score == 0 {
 		return filter.Verdict{Reason: reason}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/engine/enginetest"
 	"github.com/postern/postern/internal/mail"
 )
 
@@ -19,37 +20,19 @@ const gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.
 
 // fakeSpamd answers SYMBOLS and PING like spamd: GTUBE scores 1000, anything else 1.5 (or 0 for "ham0").
 type fakeSpamd struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
+	addr  string
 	mu    sync.Mutex // guards users
 	users []string
 }
 
 func startFake(t *testing.T) *fakeSpamd {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeSpamd{ln: ln}
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			f.wg.Add(1)
-			go func() { defer f.wg.Done(); f.serve(c) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); f.wg.Wait() })
+	f := &fakeSpamd{}
+	f.addr = enginetest.Serve(t, "tcp", f.serve)
 	return f
 }
 
 func (f *fakeSpamd) serve(c net.Conn) {
-	defer c.Close()
 	br := bufio.NewReader(c)
 	req, _ := br.ReadString('\n')
 	clen, user := 0, ""
@@ -97,16 +80,13 @@ func (f *fakeSpamd) serve(c net.Conn) {
 }
 
 func message(body string) *filter.Message {
-	raw := "From: a@example.org\r\nTo: b@example.net\r\nSubject: test\r\n\r\n" + body
-	return &filter.Message{Size: int64(len(raw)), Open: func() (io.ReadCloser, error) {
-		return io.NopCloser(strings.NewReader(raw)), nil
-	}}
+	return enginetest.Message("From: a@example.org\r\nTo: b@example.net\r\nSubject: test\r\n\r\n" + body)
 }
 
 func TestData(t *testing.T) {
 	t.Parallel()
 	f := startFake(t)
-	c, err := New(Options{Address: f.ln.Addr().String(), UserFromRecipient: true})
+	c, err := New(Options{Address: strings.TrimPrefix(f.addr, "tcp:"), UserFromRecipient: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +120,7 @@ func TestData(t *testing.T) {
 func TestTooLargeNotSent(t *testing.T) {
 	t.Parallel()
 	f := startFake(t)
-	c, err := New(Options{Address: "tcp:" + f.ln.Addr().String(), MaxSize: 10})
+	c, err := New(Options{Address: f.addr, MaxSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,23 +134,11 @@ func TestTooLargeNotSent(t *testing.T) {
 	}
 }
 
-func TestSpamdDown(t *testing.T) {
+func TestFailures(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	for onError, want := range map[string]filter.Action{"tempfail": filter.Tempfail, "accept": filter.Accept} {
-		c, err := New(Options{Address: addr, OnError: onError})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v := c.Data(context.Background(), &filter.Txn{}, message("x")); v.Action != want {
-			t.Errorf("on_error=%s: %+v", onError, v)
-		}
-	}
+	enginetest.TestFailures(t, func(addr, onError string) (filter.DataChecker, error) {
+		return New(Options{Address: addr, OnError: onError})
+	}, func() *filter.Txn { return &filter.Txn{} })
 }
 
 func TestParseResponse(t *testing.T) {
