@@ -65,7 +65,7 @@ func (c *cli) root() *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&c.configPath, "config", "c", "",
 		"config file (default "+config.DefaultPath+", then ./"+config.FallbackPath+")")
-	root.AddCommand(c.serveCmd(), c.initCmd(), c.withStoreCheck(c.checkCmd()), c.domainCmd(), c.userCmd(), c.aliasCmd(), c.accessCmd(),
+	root.AddCommand(c.serveCmd(), c.initCmd(), c.withStoreCheck(c.withEngineCheck(c.checkCmd())), c.domainCmd(), c.userCmd(), c.aliasCmd(), c.accessCmd(),
 		c.mailboxCmd(), c.queueCmd(), c.caCmd(), c.versionCmd(), c.dnsCmd(), c.spamCmd())
 	return root
 }

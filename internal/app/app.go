@@ -323,6 +323,7 @@ func (a *App) Start(ctx context.Context) error {
 		a.tls.Run(bgctx)
 	}()
 	a.startQueue(bgctx)
+	a.pingEngines(bgctx)
 	if kv := a.filters.kv; kv != nil {
 		a.bg.Add(1)
 		go func() {

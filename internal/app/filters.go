@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/filter"
 	"github.com/postern/postern/internal/filter/bayes"
+	"github.com/postern/postern/internal/filter/engine"
 	"github.com/postern/postern/internal/imapserver"
 	"github.com/postern/postern/internal/maillog"
 	"github.com/postern/postern/internal/smtpserver"
@@ -30,6 +33,8 @@ type filters struct {
 	classifier                 *bayes.Classifier
 	trainer                    *bayes.Trainer
 	kv                         store.KV // greylisting and send counters; purged by Start's background job
+	// engines are the checks whose external engine can be pinged (clamd, spamd, rspamd), asked at Start.
+	engines []engine.Pinger
 }
 
 // forMode returns the pipeline of an SMTP service as smtpserver's interface (nil when there are no checks: a
@@ -120,9 +125,65 @@ func (a *App) buildFilters(cfg *config.Config) (*filters, error) {
 	if f.submission, err = pipeline(as.SubmissionChecks, &f.submissionChecks, filter.Options{RejectScore: as.RejectScore}); err != nil {
 		return nil, err
 	}
+	f.engines = pingers(built)
 	a.log.Info("inbound checks", "smtp", strings.Join(f.mxChecks, ","), "submission", strings.Join(f.submissionChecks, ","),
 		"user_classifier", f.classifier != nil)
 	return f, nil
+}
+
+// pingers picks the checks that can ping their engine, in mxOrder.
+func pingers(built map[string][]filter.Check) []engine.Pinger {
+	var out []engine.Pinger
+	for _, name := range mxOrder {
+		for _, ch := range built[name] {
+			if p, ok := ch.(engine.Pinger); ok {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// FilterEngines builds the configured checks that call an external engine and can ask whether it answers
+// (clamav, spamd, rspamd), for `postern check`.
+func FilterEngines(cfg *config.Config) ([]engine.Pinger, error) {
+	m := &checkMaker{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	built := map[string][]filter.Check{}
+	for name, b := range m.builders() {
+		if name != "clamav" && name != "spamd" && name != "rspamd" {
+			continue
+		}
+		chs, err := b()
+		if err != nil {
+			return nil, fmt.Errorf("filter %s: %w", name, err)
+		}
+		built[name] = chs
+	}
+	return pingers(built), nil
+}
+
+// enginePingTimeout bounds the start-up ping of one engine.
+const enginePingTimeout = 10 * time.Second
+
+// pingEngines asks each configured engine whether it answers, in the background, and logs a warning naming
+// the one that does not. The server starts anyway: on_error decides what mail does while an engine is down.
+func (a *App) pingEngines(ctx context.Context) {
+	for _, p := range a.filters.engines {
+		a.bg.Add(1)
+		go func() {
+			defer a.bg.Done()
+			ctx, cancel := context.WithTimeout(ctx, enginePingTimeout)
+			defer cancel()
+			if err := p.Ping(ctx); err != nil {
+				if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					a.log.Warn("filter engine does not answer; on_error decides what mail does meanwhile",
+						"check", p.Name(), "err", err)
+				}
+				return
+			}
+			a.log.Info("filter engine answers", "check", p.Name())
+		}()
+	}
 }
 
 // filterLogger writes the checks' verdicts that are not a plain accept to the mail log: refusals, tags, scores.
