@@ -85,6 +85,10 @@ type Conn struct {
 	Helo     string
 	TLS      bool
 	AuthUser string // canonical address of the authenticated user; "" when not authenticated
+	// Trusted is set on the MX listener for a client the access table lets in (OK, RELAY): the server waives every
+	// refusal before DATA for it, so the checks that only refuse or count before DATA (dnsbl, greylist,
+	// ratelimit) skip it instead of running for nothing: no greylist triplet, no counter, no mail log line.
+	Trusted bool
 }
 
 // Txn is the state of one transaction, shared by the checks of a session. Checks may keep their own results in

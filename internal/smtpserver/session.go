@@ -148,7 +148,9 @@ func (c *session) greet() bool {
 		return false
 	}
 	if f := c.opts().Filters; f != nil {
-		fs, v := f.Connect(c.ctx, filter.Conn{IP: c.ip, Listener: c.opts().Mode.String(), TLS: c.tls})
+		// Trusted: the refusals waived() would waive are not asked for at all (filter.Conn.Trusted).
+		fs, v := f.Connect(c.ctx, filter.Conn{IP: c.ip, Listener: c.opts().Mode.String(), TLS: c.tls,
+			Trusted: c.opts().Mode == ModeMX && (action == store.ActionOK || action == store.ActionRelay)})
 		c.fs = fs
 		c.hold(v)
 	}

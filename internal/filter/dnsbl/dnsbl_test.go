@@ -96,3 +96,15 @@ func TestConnect(t *testing.T) {
 		}
 	}
 }
+
+// TestTrustedSkipped: a client the access table trusts is not looked up: its refusal would be waived anyway.
+func TestTrustedSkipped(t *testing.T) {
+	c, err := New(Options{Resolver: fakeDNS(), Zones: []Zone{{"bl.example", 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := &filter.Txn{Conn: &filter.Conn{IP: netip.MustParseAddr("127.0.0.2"), Trusted: true}, Values: map[string]any{}}
+	if v := c.Connect(context.Background(), txn); v.Action != filter.Accept || v.Reason != "" || txn.Values["dnsbl"] != nil {
+		t.Errorf("trusted listed client: %+v, values %v", v, txn.Values)
+	}
+}

@@ -4,8 +4,8 @@
 // outgoing servers retrying from a neighbour address still matches (postgrey's default).
 //
 // A client network whose triplets passed WhitelistAfter times is whitelisted for MaxAge (postgrey's
-// --auto-whitelist-clients): a regular correspondent is delayed only while it is new. Authenticated clients are
-// never greylisted. State lives in the store's KV table (keys "greylist:t:..." for triplets, "greylist:c:..." for
+// --auto-whitelist-clients): a regular correspondent is delayed only while it is new. Authenticated clients and
+// clients the access table trusts (filter.Conn.Trusted) are never greylisted, and leave no triplet. State lives in the store's KV table (keys "greylist:t:..." for triplets, "greylist:c:..." for
 // client networks), so it survives restarts and is shared by every node on one database. A store failure lets
 // the mail through: greylisting is a nicety, not a reason to refuse.
 //
@@ -109,7 +109,7 @@ func parseState(v []byte) (state byte, at time.Time, ok bool) {
 
 // Rcpt implements filter.RcptChecker.
 func (c *Check) Rcpt(ctx context.Context, t *filter.Txn, rcpt mail.Address) filter.Verdict {
-	if t.Conn.AuthUser != "" || !t.Conn.IP.IsValid() {
+	if t.Conn.AuthUser != "" || t.Conn.Trusted || !t.Conn.IP.IsValid() {
 		return filter.Verdict{}
 	}
 	v, err := c.rcpt(ctx, Network(t.Conn.IP), t.From, rcpt)

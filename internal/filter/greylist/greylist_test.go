@@ -2,79 +2,19 @@ package greylist
 
 import (
 	"context"
-	"errors"
 	"net/netip"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/internal/memkv"
 	"github.com/postern/postern/internal/mail"
-	"github.com/postern/postern/internal/store"
 )
-
-// memKV is store.KV in memory.
-type memKV struct {
-	mu   sync.Mutex
-	m    map[string]kvEntry
-	fail bool
-}
-
-type kvEntry struct {
-	v   []byte
-	exp time.Time
-}
-
-func (k *memKV) live(key string, now time.Time) (kvEntry, bool) {
-	e, ok := k.m[key]
-	if !ok || !e.exp.IsZero() && !e.exp.After(now) {
-		return kvEntry{}, false
-	}
-	return e, true
-}
-
-func (k *memKV) KVGet(_ context.Context, key string, now time.Time) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.fail {
-		return nil, errors.New("database is locked")
-	}
-	e, ok := k.live(key, now)
-	if !ok {
-		return nil, store.ErrNotFound
-	}
-	return e.v, nil
-}
-
-func (k *memKV) KVPut(_ context.Context, key string, v []byte, exp time.Time) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[key] = kvEntry{v, exp}
-	return nil
-}
-
-func (k *memKV) KVAdd(_ context.Context, key string, d int64, now, exp time.Time) (int64, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	e, ok := k.live(key, now)
-	if !ok {
-		e = kvEntry{exp: exp}
-	}
-	n, _ := strconv.ParseInt(string(e.v), 10, 64)
-	n += d
-	e.v = []byte(strconv.FormatInt(n, 10))
-	k.m[key] = e
-	return n, nil
-}
-
-func (k *memKV) KVDelete(_ context.Context, key string) error    { delete(k.m, key); return nil }
-func (k *memKV) KVPurge(context.Context, time.Time) (int, error) { return 0, nil }
 
 func addr(s string) mail.Address { a, _ := mail.ParseAddress(s); return a }
 
 func TestGreylist(t *testing.T) {
-	kv := &memKV{m: map[string]kvEntry{}}
+	kv := &memkv.KV{}
 	now := time.Unix(1_700_000_000, 0)
 	c, err := New(Options{KV: kv, Delay: 5 * time.Minute, WhitelistAfter: 2, Now: func() time.Time { return now }})
 	if err != nil {
@@ -121,7 +61,7 @@ func TestGreylist(t *testing.T) {
 	if v := c.Rcpt(context.Background(), txn, addr("x@remote.net")); v.Action != filter.Accept {
 		t.Fatalf("authenticated: %+v", v)
 	}
-	kv.fail = true
+	kv.Fail(true)
 	if v := try("203.0.113.1", "a@remote.net", "u@example.org"); v.Action != filter.Accept {
 		t.Fatalf("store failure: %+v", v)
 	}
@@ -144,4 +84,21 @@ func FuzzParseState(f *testing.F) {
 			t.Fatalf("%q: state %q", v, state)
 		}
 	})
+}
+
+// TestTrustedSkipped: a client the access table trusts is not greylisted and leaves no triplet behind.
+func TestTrustedSkipped(t *testing.T) {
+	kv := &memkv.KV{}
+	c, err := New(Options{KV: kv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := &filter.Txn{Conn: &filter.Conn{IP: netip.MustParseAddr("192.0.2.10"), Trusted: true}, From: addr("a@remote.net"),
+		Values: map[string]any{}}
+	if v := c.Rcpt(context.Background(), txn, addr("u@example.org")); v.Action != filter.Accept || v.Reason != "" {
+		t.Errorf("trusted client: %+v", v)
+	}
+	if kv.Len() != 0 {
+		t.Errorf("%d keys stored for a trusted client", kv.Len())
+	}
 }

@@ -1,7 +1,8 @@
 // Package ratelimit caps how much mail one client IP, one envelope sender and one authenticated user may send
 // per hour, and how many recipients the authenticated users of one domain may send to per day (EwoMail's
 // per-domain send caps). Over a limit the command gets 451 4.7.1: a well-behaved sender retries later, a
-// compromised account or a runaway script is slowed to the limit.
+// compromised account or a runaway script is slowed to the limit. Clients the MX listener's access table trusts
+// (filter.Conn.Trusted) are neither limited nor counted.
 //
 // The hourly limits count transactions (MAIL commands) in memory with a sliding window (two fixed windows,
 // the older weighted by how much of it still overlaps); they reset on restart, which is harmless for limits
@@ -93,6 +94,9 @@ func clientKey(ip netip.Addr) string {
 
 // Mail implements filter.MailChecker: one transaction against each hourly limit.
 func (c *Check) Mail(_ context.Context, t *filter.Txn) filter.Verdict {
+	if t.Conn.Trusted { // its refusal would be waived (filter.Conn): do not count it either
+		return filter.Verdict{}
+	}
 	type limit struct {
 		key  string
 		max  int
@@ -170,7 +174,7 @@ func (c *Check) sweep(now time.Time) {
 
 // Rcpt implements filter.RcptChecker: one recipient against the daily cap of the authenticated user's domain.
 func (c *Check) Rcpt(ctx context.Context, t *filter.Txn, _ mail.Address) filter.Verdict {
-	if t.Conn.AuthUser == "" || c.o.KV == nil {
+	if t.Conn.AuthUser == "" || t.Conn.Trusted || c.o.KV == nil {
 		return filter.Verdict{}
 	}
 	_, domain, ok := strings.Cut(strings.ToLower(t.Conn.AuthUser), "@")

@@ -4,13 +4,12 @@ import (
 	"context"
 	"net/netip"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/internal/memkv"
 	"github.com/postern/postern/internal/mail"
-	"github.com/postern/postern/internal/store"
 )
 
 func addr(s string) mail.Address { a, _ := mail.ParseAddress(s); return a }
@@ -77,27 +76,8 @@ func TestHourlyLimits(t *testing.T) {
 	}
 }
 
-// memKV is the store.KV counter part in memory.
-type memKV struct {
-	mu sync.Mutex
-	m  map[string]int64
-}
-
-func (k *memKV) KVGet(context.Context, string, time.Time) ([]byte, error) {
-	return nil, store.ErrNotFound
-}
-func (k *memKV) KVPut(context.Context, string, []byte, time.Time) error { return nil }
-func (k *memKV) KVDelete(context.Context, string) error                 { return nil }
-func (k *memKV) KVPurge(context.Context, time.Time) (int, error)        { return 0, nil }
-func (k *memKV) KVAdd(_ context.Context, key string, d int64, _, _ time.Time) (int64, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[key] += d
-	return k.m[key], nil
-}
-
 func TestDomainDailyCap(t *testing.T) {
-	kv := &memKV{m: map[string]int64{}}
+	kv := &memkv.KV{}
 	now := time.Date(2026, 11, 23, 23, 0, 0, 0, time.UTC)
 	c, err := New(Options{DomainDaily: 2, DomainCaps: map[string]int{"Big.example": 0}, KV: kv, Now: func() time.Time { return now }})
 	if err != nil {
@@ -109,8 +89,8 @@ func TestDomainDailyCap(t *testing.T) {
 			t.Fatalf("recipient %d: %+v", i, v)
 		}
 	}
-	if kv.m["ratelimit:day:example.org:2026-11-23"] != 3 {
-		t.Errorf("counter: %v", kv.m)
+	if v, _ := kv.Value("ratelimit:day:example.org:2026-11-23"); v != "3" {
+		t.Errorf("counter: %q", v)
 	}
 	if v := c.Rcpt(ctx, txn("192.0.2.1", "", "u@big.example"), addr("x@remote.net")); v.Action != filter.Accept {
 		t.Errorf("uncapped domain: %+v", v)
@@ -124,5 +104,32 @@ func TestDomainDailyCap(t *testing.T) {
 	}
 	if _, err := New(Options{DomainDaily: 1}); err == nil {
 		t.Error("daily cap without KV accepted")
+	}
+}
+
+// TestTrustedSkipped: a client the access table trusts is neither limited nor counted.
+func TestTrustedSkipped(t *testing.T) {
+	kv := &memkv.KV{}
+	c, err := New(Options{PerIP: 1, PerUser: 1, DomainDaily: 1, KV: kv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 3 {
+		tx := txn("192.0.2.1", "a@remote.net", "u@example.org")
+		tx.Conn.Trusted = true
+		if v := c.Mail(ctx, tx); v.Action != filter.Accept {
+			t.Fatalf("trusted MAIL %d: %+v", i, v)
+		}
+		if v := c.Rcpt(ctx, tx, addr("x@remote.net")); v.Action != filter.Accept {
+			t.Fatalf("trusted RCPT %d: %+v", i, v)
+		}
+	}
+	if kv.Len() != 0 {
+		t.Errorf("%d counters stored for a trusted client", kv.Len())
+	}
+	// Not counted: the same IP untrusted still has its whole hourly allowance.
+	if v := c.Mail(ctx, txn("192.0.2.1", "a@remote.net", "")); v.Action != filter.Accept {
+		t.Errorf("first untrusted MAIL: %+v", v)
 	}
 }
