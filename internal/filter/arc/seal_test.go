@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -24,33 +23,15 @@ const signSuite = "../../../../shared/testdata/arc/tests/arc-draft-sign-tests.ym
 // TestValiMailSignSuite seals each message of the ValiMail signing suite with its key and time and compares the
 // three fields with the expected ones tag by tag (b= included: RSA PKCS #1 v1.5 is deterministic).
 func TestValiMailSignSuite(t *testing.T) {
-	f, err := os.Open(signSuite)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
 	pass, fail := 0, 0
-	for {
-		var doc yaml.Node
-		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		top := mapping(doc.Content[0])
+	eachSuiteGroup(t, signSuite, func(top map[string]*yaml.Node, tests []suiteCase) {
 		blk, _ := pem.Decode([]byte(top["privatekey"].Value))
 		key, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tests := top["tests"]
-		for i := 0; i+1 < len(tests.Content); i += 2 {
-			name := tests.Content[i].Value
-			tc := mapping(tests.Content[i+1])
+		for _, st := range tests {
+			name, tc := st.name, st.tc
 			msg := crlf(tc["message"].Value)
 			var ts time.Time
 			if n, err := parseInt(tc["t"].Value); err == nil {
@@ -71,7 +52,7 @@ func TestValiMailSignSuite(t *testing.T) {
 				t.Logf("%s: got\n%s", name, got)
 			}
 		}
-	}
+	})
 	t.Logf("ARC signing suite: %d passed, %d failed", pass, fail)
 }
 
