@@ -15,8 +15,9 @@
 // dkim neither can align and every policy-bearing domain fails.
 // Authenticated (submission) clients are not checked.
 //
-// Config keys (H6 wires them): [antispam] dmarc = true, dmarc_reject = "reject" | "quarantine" (what p=reject does),
-// dmarc_fail_score = 0 (added when DMARC fails, whatever the policy), arc_trusted_sealers = [] (TrustedSealers).
+// Config keys (wired by internal/app): [antispam] dmarc = true, dmarc_policy = "apply" | "junk"
+// (RejectAsQuarantine) | "none" (recorded only), dmarc_fail_score = 0 (FailScore, added when DMARC fails, whatever
+// the policy), arc_trusted_sealers = [] (TrustedSealers).
 package dmarc
 
 import (
