@@ -20,6 +20,8 @@ func TestFilterKeys(t *testing.T) {
 		{func(c *Config) { c.Antispam.SubmissionChecks = []string{"greylist"} }, "antispam.submission_checks"},
 		{func(c *Config) { c.Antispam.DMARCPolicy = "reject" }, "antispam.dmarc_policy"},
 		{func(c *Config) { c.Antivirus.DangerousExtensions = []string{"exe"} }, "antivirus.dangerous_extensions"},
+		{func(c *Config) { c.Antivirus.ClamdMaxSize = "big" }, "antivirus.clamd_max_size"},
+		{func(c *Config) { c.Antispam.ARCTrustedSealers = []string{"lists@example.org"} }, "antispam.arc_trusted_sealers"},
 		{func(c *Config) { c.RateLimit.PerIPHour = -1 }, "ratelimit.per_ip_hour"},
 		{func(c *Config) { c.RateLimit.DomainDayCaps = map[string]int{"a b": 1} }, "ratelimit.domain_day_caps"},
 	} {
