@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +15,10 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/postern/postern/internal/dns"
+	"github.com/postern/postern/internal/filter/internal/sharedtest"
 )
 
-const signSuite = "../../../../shared/testdata/arc/tests/arc-draft-sign-tests.yml"
+const signSuite = "arc/tests/arc-draft-sign-tests.yml"
 
 // TestValiMailSignSuite seals each message of the ValiMail signing suite with its key and time and compares the
 // three fields with the expected ones tag by tag (b= included: RSA PKCS #1 v1.5 is deterministic).
@@ -205,12 +205,5 @@ func TestSealValidates(t *testing.T) {
 
 func readKey(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../../../../shared/testdata/dkim/rfc-vectors/rfc8463-rsa-test.private.pem")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	return b
+	return sharedtest.Read(t, "dkim/rfc-vectors/rfc8463-rsa-test.private.pem")
 }

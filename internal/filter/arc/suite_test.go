@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 
@@ -18,10 +17,11 @@ import (
 
 	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/internal/sharedtest"
 )
 
 // The ValiMail ARC suite (draft-18 = RFC 8617), read in place from the shared test data.
-const suiteFile = "../../../../shared/testdata/arc/tests/arc-draft-validation-tests.yml"
+const suiteFile = "arc/tests/arc-draft-validation-tests.yml"
 
 // knownFailures are suite tests whose expected result we do not produce, with the reason.
 var knownFailures = map[string]string{}
@@ -48,18 +48,10 @@ type suiteCase struct {
 
 // eachSuiteGroup calls fn for each group (YAML document) of a ValiMail suite file with its top-level mapping and
 // its tests in order. Test names repeat within a group (as_fields_b_head_case...), so the tests mapping is walked
-// pair by pair. A missing suite skips the test, or fails it when CI=true.
-func eachSuiteGroup(t *testing.T, path string, fn func(top map[string]*yaml.Node, tests []suiteCase)) {
+// pair by pair. rel is the suite's path in the shared test data (sharedtest).
+func eachSuiteGroup(t *testing.T, rel string, fn func(top map[string]*yaml.Node, tests []suiteCase)) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
+	dec := yaml.NewDecoder(sharedtest.Open(t, rel))
 	for {
 		var doc yaml.Node
 		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
@@ -162,13 +154,7 @@ func FuzzValidate(f *testing.F) {
 // line, the message).
 func TestStalwartMessages(t *testing.T) {
 	for _, name := range []string{"001.txt", "002.txt"} {
-		b, err := os.ReadFile("../../../../shared/testdata/stalwart-mail-auth/resources/arc/" + name)
-		if err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatal(err)
-			}
-			t.Skip(err)
-		}
+		b := sharedtest.Read(t, "stalwart-mail-auth/resources/arc/"+name)
 		records, msg, _ := strings.Cut(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n\n")
 		res := &dns.Fake{TXT: map[string][]string{}}
 		for _, line := range strings.Split(records, "\n") {

@@ -16,21 +16,13 @@ import (
 
 	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/filter"
+	"github.com/postern/postern/internal/filter/internal/sharedtest"
 )
-
-const shared = "../../../../shared/testdata/"
 
 // readShared reads a shared test data file, skipping (or failing under CI) when the data is missing.
 func readShared(t *testing.T, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(shared + path)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	return b
+	return sharedtest.Read(t, path)
 }
 
 // crlf turns bare LF line ends into CRLF, as the message arrives over SMTP.
@@ -155,7 +147,7 @@ func TestDkimpyMessages(t *testing.T) {
 // TestStalwartMessages runs the real-world messages of stalwart's mail-auth: each file is the key records, a
 // blank line, the message.
 func TestStalwartMessages(t *testing.T) {
-	files, _ := filepath.Glob(shared + "stalwart-mail-auth/resources/dkim/*.txt")
+	files, _ := filepath.Glob(sharedtest.Path("stalwart-mail-auth/resources/dkim/*.txt"))
 	if len(files) == 0 {
 		readShared(t, "stalwart-mail-auth/resources/dkim/001.txt")
 	}

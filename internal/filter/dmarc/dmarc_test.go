@@ -3,7 +3,6 @@ package dmarc
 import (
 	"context"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 
@@ -14,19 +13,14 @@ import (
 	"github.com/postern/postern/internal/filter"
 	"github.com/postern/postern/internal/filter/arc"
 	"github.com/postern/postern/internal/filter/dkim"
+	"github.com/postern/postern/internal/filter/internal/sharedtest"
 	"github.com/postern/postern/internal/filter/spf"
 )
 
 // TestOrgDomainVectors runs the Public Suffix List's own test vectors (shared/testdata/dmarc/publicsuffix):
 // "input expected", "null" meaning no Organizational Domain.
 func TestOrgDomainVectors(t *testing.T) {
-	b, err := os.ReadFile("../../../../shared/testdata/dmarc/publicsuffix/tests.txt")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	b := sharedtest.Read(t, "dmarc/publicsuffix/tests.txt")
 	pass := 0
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
