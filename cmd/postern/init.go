@@ -95,6 +95,14 @@ shutdown_grace = "10s"     # time sessions in flight get on SIGTERM before they 
 banner = ""                # text after the hostname in the 220 greeting
 mail_log = ""              # one line per message event; "" = <data_dir>/mail.log, "-" = stderr
 
+[imap]
+max_connections = 10000    # IMAP sessions in all (clients keep one per watched folder); when full, the longest idle makes room
+max_connections_per_ip = 50 # from one client address
+
+[pop3]
+max_connections = 1000     # POP3 sessions in all
+max_connections_per_ip = 20 # from one client address
+
 [log]
 level = "info"             # debug, info, warn, error
 format = "text"            # text or json

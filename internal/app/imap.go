@@ -31,6 +31,8 @@ func (a *App) buildIMAP(cfg *config.Config) error {
 			ImplicitTLS:        m.implicit,
 			AllowPlaintextAuth: cfg.Auth.AllowPlaintext,
 			MaxMessageBytes:    cfg.MaxMessageBytes(),
+			MaxConnections:     cfg.IMAP.MaxConnections,
+			MaxConnsPerIP:      cfg.IMAP.MaxConnsPerIP,
 			Store:              a.store,
 			Auth:               a.auth,
 			JunkTrainer:        a.filters.junkTrainer(),

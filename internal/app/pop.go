@@ -34,6 +34,8 @@ func (a *App) buildPOP(cfg *config.Config) error {
 			Hostname:           cfg.Hostname,
 			TLSConfig:          a.tls.TLSConfig(),
 			AllowPlaintextAuth: cfg.Auth.AllowPlaintext,
+			MaxConnections:     cfg.POP3.MaxConnections,
+			MaxConnsPerIP:      cfg.POP3.MaxConnsPerIP,
 			Store:              a.store,
 			Blobs:              a.store.Blobs(),
 			Auth:               a.auth,

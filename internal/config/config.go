@@ -33,6 +33,8 @@ type Config struct {
 	DNS       DNS       `toml:"dns"`
 	Delivery  Delivery  `toml:"delivery"`
 	SMTP      SMTP      `toml:"smtp"`
+	IMAP      Access    `toml:"imap"`
+	POP3      Access    `toml:"pop3"`
 	Log       Log       `toml:"log"`
 	Antivirus Antivirus `toml:"antivirus"`
 	Antispam  Antispam  `toml:"antispam"`
@@ -215,6 +217,8 @@ func Default() *Config {
 			ReadTimeout:    "5m",
 			ShutdownGrace:  "10s",
 		},
+		IMAP:      defaultIMAP(),
+		POP3:      defaultPOP3(),
 		Log:       Log{Level: "info", Format: "text"},
 		Antivirus: defaultAntivirus(),
 		Antispam:  defaultAntispam(),
@@ -305,6 +309,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateFilters()...)
+	errs = append(errs, c.validateAccess()...)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
