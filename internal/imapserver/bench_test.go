@@ -41,3 +41,28 @@ func BenchmarkSelectFetchFlags(b *testing.B) {
 		tc.cmd("SEARCH UNSEEN").ok()
 	}
 }
+
+// BenchmarkSearchHeader: SEARCH SUBJECT over 2,000 messages of 64 KiB each: a header search reads each message's
+// header block, not the message.
+func BenchmarkSearchHeader(b *testing.B) {
+	e := newEnv(b, func(o *Options) { o.MaxMessageBytes = 1 << 20 })
+	ctx := context.Background()
+	const n = 2000
+	for i := 0; i < n; i++ {
+		msg := fmt.Sprintf("Subject: report %d\r\nFrom: a@example.org\r\n\r\n%s", i, strings.Repeat("body line of text\r\n", 64<<10/19))
+		ref, err := e.st.Blobs().Put(ctx, strings.NewReader(msg))
+		if err != nil {
+			b.Fatal(err)
+		}
+		meta, _ := parseMetaBytes([]byte(msg))
+		if _, err := e.st.Append(ctx, store.AppendRequest{MailboxID: e.inbox.ID, Blob: ref, InternalDate: time.Now(), Meta: meta}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tc := e.login()
+	tc.cmd("SELECT INBOX").ok()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tc.cmd(`SEARCH SUBJECT "report 1999"`).ok().has(`SEARCH 2000`)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -89,24 +90,49 @@ func (f *fetchMsg) sentDate() (time.Time, error) {
 	return info.Sort.Date, nil
 }
 
-// contains evaluates SEARCH HEADER / BODY / TEXT on decoded text (RFC 9051 6.4.4).
+// contains evaluates SEARCH HEADER / BODY / TEXT on decoded text (RFC 9051 6.4.4). A header search (FROM,
+// SUBJECT, HEADER ...) reads only the header block of the blob, not the whole message.
 func (f *fetchMsg) contains(op, field, value string) (bool, error) {
-	msg, err := f.load()
-	if err != nil {
-		return false, err
-	}
 	info, err := f.parsed()
 	if err != nil {
 		return false, err
 	}
+	if op == "HEADER" {
+		h, err := f.headerBlock(info)
+		if err != nil {
+			return false, err
+		}
+		return msginfo.HeaderContains(h, info, field, value), nil
+	}
+	msg, err := f.load()
+	if err != nil {
+		return false, err
+	}
 	switch op {
-	case "HEADER":
-		return msginfo.HeaderContains(msg, info, field, value), nil
 	case "BODY":
 		return bodyContains(msg, info, value), nil
 	}
 	return msginfo.HeaderContains(msg, info, "", value) || bodyContains(msg, info, value) ||
 		mimeHeadersContain(msg, info.Root, value), nil
+}
+
+// headerBlock returns the blob from its start through the end of the message's header block (the whole blob
+// when it is already loaded or the offsets are unknown).
+func (f *fetchMsg) headerBlock(info *msginfo.Info) ([]byte, error) {
+	end := info.Root.HeaderEnd
+	if f.blob != nil || end <= 0 || end >= f.m.Size {
+		return f.load()
+	}
+	rc, err := f.c.opts().Store.Blobs().Open(f.c.ctx, f.m.BlobID)
+	if err != nil {
+		return nil, fmt.Errorf("open blob %s: %w", f.m.BlobID, err)
+	}
+	defer rc.Close()
+	h := make([]byte, end)
+	if _, err := io.ReadFull(rc, h); err != nil {
+		return nil, fmt.Errorf("read blob %s: %w", f.m.BlobID, err)
+	}
+	return h, nil
 }
 
 // mimeHeadersContain reports whether the header of a part below p, or of an encapsulated message, holds needle:
