@@ -21,12 +21,18 @@ type ClientOptions struct {
 	Server string
 	// Timeout bounds one exchange; default 5s.
 	Timeout time.Duration
+	// CacheSize is how many answers the client keeps (config dns.cache_size, DefaultCacheSize by default there);
+	// 0: none. Concurrent identical questions share one exchange either way.
+	CacheSize int
 }
 
-// Client resolves with one DNS server over UDP, falling back to TCP for truncated answers.
+// Client resolves with one DNS server over UDP, falling back to TCP for truncated answers. It keeps answers for
+// their TTL in a bounded cache (cache.go), so that a host without a local caching resolver does not wait for the
+// network on every message's SPF, DKIM, DMARC and MX lookups. It is safe for concurrent use.
 type Client struct {
 	server  string
 	timeout time.Duration
+	cache   *cache
 }
 
 var _ Resolver = (*Client)(nil)
@@ -46,37 +52,79 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if _, _, err := net.SplitHostPort(server); err != nil {
 		return nil, fmt.Errorf("dns resolver %q is not host:port", server)
 	}
-	return &Client{server: server, timeout: o.Timeout}, nil
+	if o.CacheSize < 0 {
+		return nil, fmt.Errorf("dns cache size %d is negative", o.CacheSize)
+	}
+	return &Client{server: server, timeout: o.Timeout, cache: newCache(o.CacheSize)}, nil
 }
 
 // Server returns the address of the DNS server the client asks.
 func (c *Client) Server() string { return c.server }
 
 // query asks for name/qtype and returns the answer records, following nothing itself: a recursive server
-// returns the CNAME chain together with the records at its end.
+// returns the CNAME chain together with the records at its end. Answers come from the cache while their TTL lasts;
+// a question already being asked waits for that exchange instead of sending another. The records returned are
+// shared with the cache: callers must not modify them (nor rely on their TTL fields, which are as received).
 func (c *Client) query(ctx context.Context, name string, qtype uint16) ([]mdns.RR, Result, error) {
+	k := cacheKey{name: fqdn(name), qtype: qtype}
+	for {
+		ans, hit, f, leader := c.cache.begin(k)
+		if hit {
+			return ans.rrs, ans.res, ans.err
+		}
+		if leader {
+			ans = c.lead(ctx, k, f, name)
+			return ans.rrs, ans.res, ans.err
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, Result{}, &TempError{Name: name, Err: ctx.Err()}
+		}
+		if f.abandoned && ctx.Err() == nil {
+			continue // the leader gave up, not the server: ask again
+		}
+		return f.ans.rrs, f.ans.res, f.ans.err
+	}
+}
+
+// lead runs the exchange of flight f and ends it, even when the exchange panics, so that no follower waits forever.
+func (c *Client) lead(ctx context.Context, k cacheKey, f *flight, name string) (ans answer) {
+	var ttl time.Duration
+	defer func() {
+		if p := recover(); p != nil {
+			c.cache.finish(k, f, answer{err: &TempError{Name: name, Err: fmt.Errorf("panic: %v", p)}}, 0, false)
+			panic(p)
+		}
+		c.cache.finish(k, f, ans, ttl, ctx.Err() != nil && IsTemporary(ans.err))
+	}()
+	ans, ttl = c.exchange(ctx, name, k.qtype)
+	return ans
+}
+
+// exchange asks the server once (again over TCP when the UDP answer is truncated) and says how long the answer may
+// be cached (cacheTTL).
+func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (answer, time.Duration) {
 	m := new(mdns.Msg)
 	m.SetQuestion(fqdn(name), qtype)
 	m.RecursionDesired = true
 	// RFC 6840 5.7: setting AD in a query asks a validating resolver to report whether the answer is authentic.
 	m.AuthenticatedData = true
 	m.SetEdns0(1232, false)
-	cl := &mdns.Client{Net: "udp", Timeout: c.timeout}
-	r, _, err := cl.ExchangeContext(ctx, m, c.server)
+	r, err := c.send(ctx, "udp", m)
 	if err == nil && r.Truncated {
-		cl.Net = "tcp"
-		r, _, err = cl.ExchangeContext(ctx, m, c.server)
+		r, err = c.send(ctx, "tcp", m)
 	}
 	if err != nil {
-		return nil, Result{}, &TempError{Name: name, Err: err}
+		return answer{err: &TempError{Name: name, Err: err}}, 0
 	}
 	res := Result{Authentic: r.AuthenticatedData}
 	switch r.Rcode {
 	case mdns.RcodeSuccess:
 	case mdns.RcodeNameError:
-		return nil, res, fmt.Errorf("%s: %w", trim(name), ErrNotFound)
+		return answer{res: res, err: fmt.Errorf("%s: %w", trim(name), ErrNotFound)}, cacheTTL(r, true)
 	default:
-		return nil, res, &TempError{Name: name, Err: errors.New(mdns.RcodeToString[r.Rcode])}
+		return answer{res: res, err: &TempError{Name: name, Err: errors.New(mdns.RcodeToString[r.Rcode])}}, 0
 	}
 	var out []mdns.RR
 	for _, rr := range r.Answer {
@@ -85,9 +133,28 @@ func (c *Client) query(ctx context.Context, name string, qtype uint16) ([]mdns.R
 		}
 	}
 	if len(out) == 0 {
-		return nil, res, fmt.Errorf("%s %s: %w", trim(name), mdns.TypeToString[qtype], ErrNoData)
+		return answer{res: res, err: fmt.Errorf("%s %s: %w", trim(name), mdns.TypeToString[qtype], ErrNoData)},
+			cacheTTL(r, true)
 	}
-	return out, res, nil
+	return answer{rrs: out, res: res}, cacheTTL(r, false)
+}
+
+// send sends m over network and reads the reply. miekg/dns obeys the context's deadline only; here cancellation
+// ends the wait as well (a server shutting down, a coalesced leader's caller gone), and the error says so.
+func (c *Client) send(ctx context.Context, network string, m *mdns.Msg) (*mdns.Msg, error) {
+	cl := &mdns.Client{Net: network, Timeout: c.timeout}
+	co, err := cl.DialContext(ctx, c.server)
+	if err != nil {
+		return nil, err
+	}
+	defer co.Close()
+	stop := context.AfterFunc(ctx, func() { co.SetDeadline(time.Now()) })
+	defer stop()
+	r, _, err := cl.ExchangeWithConnContext(ctx, m, co)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return r, err
 }
 
 // LookupMX returns the MX records of domain as published (callers sort them).
