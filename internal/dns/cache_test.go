@@ -302,8 +302,10 @@ func TestCacheSize(t *testing.T) {
 	}
 }
 
-// waitWaiters waits until n callers wait on the flight for key.
-func waitWaiters(c *Client, key cacheKey, n int) {
+// waitWaiters waits until n callers wait on the flight for key; a second exchange reaching s meanwhile fails the
+// test (the callers were not coalesced).
+func waitWaiters(t *testing.T, s *countingServer, c *Client, key cacheKey, n int) {
+	t.Helper()
 	for {
 		c.cache.mu.Lock()
 		f := c.cache.flights[key]
@@ -314,6 +316,11 @@ func waitWaiters(c *Client, key cacheKey, n int) {
 		c.cache.mu.Unlock()
 		if got >= n {
 			return
+		}
+		select {
+		case q := <-s.arrived:
+			t.Fatalf("another exchange for %s while %d callers wait", q, got)
+		default:
 		}
 		runtime.Gosched()
 	}
@@ -354,7 +361,7 @@ func TestCoalesce(t *testing.T) {
 				})
 			}
 			<-s.arrived
-			waitWaiters(c, cacheKey{name, mdns.TypeMX}, n-1)
+			waitWaiters(t, s, c, cacheKey{name, mdns.TypeMX}, n-1)
 			close(gate)
 			wg.Wait()
 			close(errs)
@@ -393,7 +400,7 @@ func TestCoalesceLeaderGone(t *testing.T) {
 	quitterCtx, cancelQuitter := context.WithCancel(context.Background())
 	quitterErr := make(chan error, 1)
 	go func() { _, _, err := c.LookupTXT(quitterCtx, "slow.test"); quitterErr <- err }()
-	waitWaiters(c, key, 1)
+	waitWaiters(t, s, c, key, 1)
 	cancelQuitter()
 	if err := <-quitterErr; !IsTemporary(err) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("waiter that gave up: %v", err)
@@ -407,12 +414,16 @@ func TestCoalesceLeaderGone(t *testing.T) {
 		}
 		follower <- err
 	}()
-	waitWaiters(c, key, 2)
+	waitWaiters(t, s, c, key, 2)
 	cancelLeader()
 	if err := <-leaderErr; !IsTemporary(err) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("leader: %v", err)
 	}
-	<-s.arrived // the follower asked again
+	select {
+	case <-s.arrived: // the follower asked again
+	case err := <-follower:
+		t.Fatalf("follower did not ask again: %v", err)
+	}
 	close(gate)
 	if err := <-follower; err != nil {
 		t.Fatalf("follower: %v", err)
