@@ -63,6 +63,7 @@ dsn = ""                   # empty with sqlite: <data_dir>/postern.db
 
 [dns]
 resolver = ""              # "host:port" of the DNS server to use; empty: the system resolver
+cache_size = 10000         # DNS answers kept for their TTL (at most 1h; negative ones at most 15m); 0: no cache
 
 [delivery]
 remote_port = 25           # port used to reach MX hosts

@@ -18,6 +18,7 @@ import (
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/delivery"
 	"github.com/postern/postern/internal/directory"
+	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/maillog"
 	"github.com/postern/postern/internal/queue"
 	"github.com/postern/postern/internal/smtpserver"
@@ -47,6 +48,7 @@ type App struct {
 	services []service
 	queue    *queue.Queue // outbound scheduler (queue.go)
 	filters  *filters     // inbound checks (filters.go)
+	resolver *dns.Client  // shared by the checks and outbound delivery: one DNS cache (resolver.go)
 	outbound io.Closer    // its SMTP client: idle connections are closed after the scheduler stops (queue.go)
 
 	stopBG context.CancelFunc // stops background jobs

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/config"
-	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/filter"
 	"github.com/postern/postern/internal/filter/bayes"
 	"github.com/postern/postern/internal/filter/engine"
@@ -70,7 +69,7 @@ func (a *App) buildFilters(cfg *config.Config) (*filters, error) {
 	if kv, ok := a.store.(store.KV); ok {
 		f.kv = kv
 	}
-	res, err := dns.NewClient(dns.ClientOptions{Server: cfg.DNS.Resolver})
+	res, err := a.dnsClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
 	}

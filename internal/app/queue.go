@@ -10,7 +10,6 @@ import (
 
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/dkim"
-	"github.com/postern/postern/internal/dns"
 	"github.com/postern/postern/internal/outbound"
 	"github.com/postern/postern/internal/outbound/mtasts"
 	"github.com/postern/postern/internal/queue"
@@ -20,7 +19,7 @@ import (
 // map, DKIM signer, MTA-STS cache, DANE and connection cache, and the queue scheduler that drives it. Start runs
 // the scheduler; Shutdown stops it before the store closes.
 func (a *App) buildQueue(cfg *config.Config) error {
-	res, err := dns.NewClient(dns.ClientOptions{Server: cfg.DNS.Resolver})
+	res, err := a.dnsClient(cfg)
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}

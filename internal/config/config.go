@@ -119,6 +119,9 @@ type Database struct {
 // DNS configures name resolution.
 type DNS struct {
 	Resolver string `toml:"resolver"` // "host:port"; empty: system resolver
+	// CacheSize is how many answers the client keeps for their TTL (at most an hour; negative answers per RFC 2308,
+	// at most 15 minutes); 0 turns the cache off. Concurrent identical lookups share one query either way.
+	CacheSize int `toml:"cache_size"`
 }
 
 // Delivery configures message acceptance and delivery.
@@ -205,6 +208,7 @@ func Default() *Config {
 		Database: Database{
 			Driver: "sqlite",
 		},
+		DNS: DNS{CacheSize: 10000},
 		Delivery: Delivery{RemotePort: 25, MaxMessageSize: "50MiB", GroupCommit: true, Expiry: "5d", WarningDelay: "4h",
 			Workers: 8, RelayTLS: "starttls", Transport: map[string]string{}, DKIM: true,
 			MTASTS: true, MTASTSPort: 443, DANE: true, ConnectionCacheTime: "5s", ConnectionReuseLimit: 100},
@@ -288,6 +292,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseSize(c.Delivery.MaxMessageSize); err != nil {
 		errs = append(errs, fmt.Errorf("delivery.max_message_size: %w", err))
+	}
+	if c.DNS.CacheSize < 0 {
+		errs = append(errs, fmt.Errorf("dns.cache_size: %d must not be negative (0 turns the cache off)", c.DNS.CacheSize))
 	}
 	if c.Delivery.RemotePort <= 0 || c.Delivery.RemotePort > 65535 {
 		errs = append(errs, fmt.Errorf("delivery.remote_port: %d is not a port", c.Delivery.RemotePort))
