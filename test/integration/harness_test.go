@@ -90,12 +90,27 @@ func (s *syncBuffer) String() string {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if reservePort(port) {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// handedOut holds every port freePort and freeUDPPort returned in this test process: a port is free when it is
+// picked but only taken when its server starts, so without this a later pick could hand the same number to
+// another server (dnsmasq, which binds UDP and TCP, failed with "Address already in use" that way).
+var handedOut sync.Map
+
+func reservePort(port int) bool {
+	_, taken := handedOut.LoadOrStore(port, true)
+	return !taken
 }
 
 // serverOptions adjust the generated config.

@@ -226,14 +226,25 @@ func startDNSMasqOn(t *testing.T, port int, lines []string) {
 	})
 }
 
+// freeUDPPort returns a port free for UDP and TCP both (dnsmasq binds both), never handed out before.
 func freeUDPPort(t *testing.T) int {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		pc.Close()
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		if reservePort(port) {
+			return port
+		}
 	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
 // dkimRecords runs `postern dns records DOMAIN` and returns its DKIM TXT records: name -> joined value.
