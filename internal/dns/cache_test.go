@@ -478,3 +478,43 @@ func BenchmarkCachedLookup(b *testing.B) {
 		})
 	}
 }
+
+// TestRetransmit: a query lost on the way is sent again before the timeout ends, and the answer arrives.
+func TestRetransmit(t *testing.T) {
+	t.Parallel()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := 0
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		mu.Lock()
+		seen++
+		first := seen == 1
+		mu.Unlock()
+		if first {
+			return // lost
+		}
+		m := new(mdns.Msg)
+		m.SetReply(r)
+		m.Answer = append(m.Answer, mustRR(`lossy.test. 60 IN TXT "ok"`))
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	// The whole lookup has 2s; the first try only 400ms.
+	c, err := NewClient(ClientOptions{Server: pc.LocalAddr().String(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, _, err := c.LookupTXT(context.Background(), "lossy.test")
+	if err != nil || len(txt) != 1 || txt[0] != "ok" {
+		t.Fatalf("TXT = %q, %v", txt, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen != 2 {
+		t.Errorf("server saw %d queries, want 2", seen)
+	}
+}

@@ -139,10 +139,29 @@ func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (answe
 	return answer{rrs: out, res: res}, cacheTTL(r, false)
 }
 
-// send sends m over network and reads the reply. miekg/dns obeys the context's deadline only; here cancellation
-// ends the wait as well (a server shutting down, a coalesced leader's caller gone), and the error says so.
+// send sends m over network and reads the reply within the client's timeout. Over UDP a lost query or reply is
+// sent again after a fifth of the timeout, then after twice that, and so on until the timeout (RFC 1123 6.1.3.3:
+// a resolver must retransmit, with exponential backoff), so that one lost packet does not cost the whole timeout.
 func (c *Client) send(ctx context.Context, network string, m *mdns.Msg) (*mdns.Msg, error) {
-	cl := &mdns.Client{Net: network, Timeout: c.timeout}
+	if network != "udp" {
+		return c.sendOnce(ctx, network, m, c.timeout)
+	}
+	deadline := time.Now().Add(c.timeout)
+	for wait := c.timeout / 5; ; wait *= 2 {
+		left := time.Until(deadline)
+		r, err := c.sendOnce(ctx, network, m, min(wait, left))
+		var ne net.Error
+		if err == nil || ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() || wait >= left {
+			return r, err
+		}
+	}
+}
+
+// sendOnce sends m once and waits at most timeout for the reply. miekg/dns obeys the context's deadline only; here
+// cancellation ends the wait as well (a server shutting down, a coalesced leader's caller gone), and the error
+// says so.
+func (c *Client) sendOnce(ctx context.Context, network string, m *mdns.Msg, timeout time.Duration) (*mdns.Msg, error) {
+	cl := &mdns.Client{Net: network, Timeout: timeout}
 	co, err := cl.DialContext(ctx, c.server)
 	if err != nil {
 		return nil, err
