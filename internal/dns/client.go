@@ -19,7 +19,7 @@ type ClientOptions struct {
 	// Server is "host:port" of the DNS server to ask (config dns.resolver); empty: the first nameserver of
 	// /etc/resolv.conf, or 127.0.0.1:53.
 	Server string
-	// Timeout bounds one exchange; default 5s.
+	// Timeout bounds one lookup, retransmissions over UDP included; default 5s.
 	Timeout time.Duration
 	// CacheSize is how many answers the client keeps (config dns.cache_size, DefaultCacheSize by default there);
 	// 0: none. Concurrent identical questions share one exchange either way.

@@ -1,6 +1,6 @@
 // Package dns is Postern's view of the DNS: a small Resolver interface (MX, addresses, TXT, TLSA), with the
 // DNSSEC "authentic data" bit that DANE needs, a client that asks one configured server (config dns.resolver)
-// or the system's, and a Fake for tests.
+// or the system's and keeps answers for their TTL (config dns.cache_size, cache.go), and a Fake for tests.
 //
 // Outbound delivery must tell a name that does not exist (a permanent failure: bounce) from a server that did not
 // answer (a temporary one: retry), so lookups fail with ErrNotFound, ErrNoData or a *TempError.
