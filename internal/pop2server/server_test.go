@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/auth"
+	"github.com/postern/postern/internal/store/storefake"
 )
 
 const (
@@ -42,7 +43,7 @@ func selfSigned(t testing.TB) *tls.Config {
 
 type fixture struct {
 	srv   *Server
-	store *fakeStore
+	store *storefake.Store
 	ln    net.Listener // plain TCP
 	tlsLn net.Listener // TLS-protected
 }
@@ -57,9 +58,9 @@ func newFixture(t testing.TB, mod func(*Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{store: newFakeStore()}
-	f.store.addMailbox(alice)
-	f.store.addMailbox(bob)
+	f := &fixture{store: storefake.New()}
+	f.store.AddMailbox(alice)
+	f.store.AddMailbox(bob)
 	o := Options{Hostname: "pop.example.org", AllowPlaintextAuth: true, Store: f.store, Blobs: f.store, Auth: as}
 	if mod != nil {
 		mod(&o)
@@ -165,9 +166,9 @@ func (c *client) closed() bool {
 func TestTranscript(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	u1 := f.store.deliver(alice, msg1)
-	u2 := f.store.deliver(alice, msg2)
-	u3 := f.store.deliver(alice, msg1, `\Seen`)
+	u1 := f.store.Deliver(alice, msg1)
+	u2 := f.store.Deliver(alice, msg2)
+	u3 := f.store.Deliver(alice, msg1, `\Seen`)
 	c := f.dial(t)
 	c.cmd("HELO alice@example.org secret").expect("#3 messages in INBOX")
 	c.cmd("READ").expect(fmt.Sprintf("=%d characters in message 1", len(msg1)))
@@ -198,17 +199,17 @@ func TestTranscript(t *testing.T) {
 	if !c.closed() {
 		t.Error("connection open after QUIT")
 	}
-	if got := f.store.uids(alice); !slices.Equal(got, []uint32{u2, u3}) {
+	if got := f.store.UIDs(alice); !slices.Equal(got, []uint32{u2, u3}) {
 		t.Errorf("INBOX = %v, want %v", got, []uint32{u2, u3})
 	}
-	if !slices.Contains(f.store.flags(alice, u2), `\Seen`) {
+	if !slices.Contains(f.store.Flags(alice, u2), `\Seen`) {
 		t.Error("ACKS did not mark message 2 \\Seen")
 	}
-	if len(f.store.expunges) != 1 || f.store.expunges[0].RequireDeleted || !f.store.expunges[0].UIDs.Contains(u1) {
-		t.Errorf("expunges = %+v", f.store.expunges)
+	if len(f.store.Expunges()) != 1 || f.store.Expunges()[0].RequireDeleted || !f.store.Expunges()[0].UIDs.Contains(u1) {
+		t.Errorf("expunges = %+v", f.store.Expunges())
 	}
-	if len(f.store.flagReqs) != 1 || f.store.flagReqs[0].UIDs.Contains(u3) {
-		t.Errorf("flag requests = %+v: only message 2 needed \\Seen", f.store.flagReqs)
+	if len(f.store.FlagRequests()) != 1 || f.store.FlagRequests()[0].UIDs.Contains(u3) {
+		t.Errorf("flag requests = %+v: only message 2 needed \\Seen", f.store.FlagRequests())
 	}
 }
 
@@ -248,14 +249,14 @@ func TestPasswordWithSpaces(t *testing.T) {
 	as, _ := auth.New(auth.Options{Users: users{"carol@example.org": {ID: 3, Address: "carol@example.org", PasswordHash: hash}},
 		FailureDelay: -1})
 	f := newFixture(t, func(o *Options) { o.Auth = as })
-	f.store.addMailbox(3)
+	f.store.AddMailbox(3)
 	f.dial(t).cmd("HELO carol@example.org correct horse battery").expect("#0")
 }
 
 func TestInUseAndDrop(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 	first := f.dial(t)
 	first.cmd("HELO alice@example.org secret").expect("#1")
 	f.dial(t).cmd("HELO alice@example.org secret").expect("- Maildrop already locked")
@@ -275,7 +276,7 @@ func TestInUseAndDrop(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if f.store.expungeCalls() != 0 {
+	if len(f.store.Expunges()) != 0 {
 		t.Error("a dropped connection deleted messages")
 	}
 }
@@ -283,20 +284,18 @@ func TestInUseAndDrop(t *testing.T) {
 func TestSnapshotAndUpdateFailure(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 	c := f.dial(t)
 	c.cmd("HELO alice@example.org secret").expect("#1")
-	f.store.deliver(alice, msg2)
+	f.store.Deliver(alice, msg2)
 	c.cmd("READ 2").expect("=0")
 	c.cmd("READ 1").expect("=")
 	c.cmd("RETR")
 	c.read(len(msg1))
 	c.cmd("ACKD").expect("=0")
-	f.store.mu.Lock()
-	f.store.failExp = errors.New("disk full")
-	f.store.mu.Unlock()
+	f.store.Fail(nil, errors.New("disk full"))
 	c.cmd("QUIT").expect("- Some deleted messages not removed")
-	if got := f.store.uids(alice); len(got) != 2 {
+	if got := f.store.UIDs(alice); len(got) != 2 {
 		t.Errorf("INBOX = %v", got)
 	}
 }
@@ -314,7 +313,7 @@ func TestBadInput(t *testing.T) {
 	if !c.closed() {
 		t.Error("connection open after the error budget")
 	}
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 	c = f.dial(t)
 	c.cmd("HELO alice@example.org secret").expect("#1")
 	c.cmd("RETR").expect("- Command out of sequence")
@@ -405,8 +404,8 @@ func FuzzSession(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	fx := newFixture(f, func(o *Options) { o.Timeout = 2 * time.Second; o.MaxConnsPerIP = 1000 })
-	fx.store.deliver(alice, msg1)
-	fx.store.deliver(alice, msg2)
+	fx.store.Deliver(alice, msg1)
+	fx.store.Deliver(alice, msg2)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		server, client := net.Pipe()
 		fx.srv.conns.Handle(server)

@@ -182,9 +182,9 @@ func FuzzSession(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	fx := newFixture(f, func(o *Options) { o.AllowPlaintextAuth = true; o.Timeout = 2 * time.Second; o.MaxConnsPerIP = 1000 })
-	fx.store.deliver(alice, msg1)
-	fx.store.deliver(alice, msg2)
-	fx.store.deliver(alice, "Subject: lf\n\n.bare\n")
+	fx.store.Deliver(alice, msg1)
+	fx.store.Deliver(alice, msg2)
+	fx.store.Deliver(alice, "Subject: lf\n\n.bare\n")
 	f.Fuzz(func(t *testing.T, in []byte) {
 		server, client := net.Pipe()
 		fx.srv.conns.Handle(server)

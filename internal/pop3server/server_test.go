@@ -16,6 +16,7 @@ import (
 	"github.com/xdg-go/scram"
 
 	"github.com/postern/postern/internal/auth"
+	"github.com/postern/postern/internal/store/storefake"
 )
 
 const msg1 = "From: a@example.net\r\nSubject: one\r\n\r\nHello\r\n.dotted line\r\n..two dots\r\nbye\r\n"
@@ -72,9 +73,9 @@ func TestPlaintextRefusedBeforeTLS(t *testing.T) {
 func TestTransactionTranscript(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	u1 := f.store.deliver(alice, msg1)
-	u2 := f.store.deliver(alice, msg2, `\Seen`)
-	u3 := f.store.deliver(alice, msg1)
+	u1 := f.store.Deliver(alice, msg1)
+	u2 := f.store.Deliver(alice, msg2, `\Seen`)
+	u3 := f.store.Deliver(alice, msg1)
 	c := f.dialTLS(t)
 	if got := c.cmd("USER alice@example.org").ok(); got == "" {
 		t.Error("USER reply has no text")
@@ -131,46 +132,46 @@ func TestTransactionTranscript(t *testing.T) {
 	if !c.closed() {
 		t.Error("connection open after QUIT")
 	}
-	if got := f.store.uids(alice); !slices.Equal(got, []uint32{u2, u3}) {
+	if got := f.store.UIDs(alice); !slices.Equal(got, []uint32{u2, u3}) {
 		t.Errorf("INBOX after QUIT = %v, want %v", got, []uint32{u2, u3})
 	}
-	if !slices.Contains(f.store.flags(alice, u3), `\Seen`) {
+	if !slices.Contains(f.store.Flags(alice, u3), `\Seen`) {
 		t.Error("RETR 3 did not mark message 3 \\Seen")
 	}
-	if f.store.expungeCalls() != 1 || f.store.expunges[0].RequireDeleted || f.store.expunges[0].UIDs.Contains(u2) ||
-		!f.store.expunges[0].UIDs.Contains(u1) {
-		t.Errorf("expunges = %+v, want one of UID %d without RequireDeleted", f.store.expunges, u1)
+	if len(f.store.Expunges()) != 1 || f.store.Expunges()[0].RequireDeleted || f.store.Expunges()[0].UIDs.Contains(u2) ||
+		!f.store.Expunges()[0].UIDs.Contains(u1) {
+		t.Errorf("expunges = %+v, want one of UID %d without RequireDeleted", f.store.Expunges(), u1)
 	}
-	if n := len(f.store.flagReqs); n != 1 || f.store.flagReqs[0].UIDs.Contains(u2) {
-		t.Errorf("flag requests = %+v: want one for message 3 only (2 was \\Seen already, 1 deleted)", f.store.flagReqs)
+	if n := len(f.store.FlagRequests()); n != 1 || f.store.FlagRequests()[0].UIDs.Contains(u2) {
+		t.Errorf("flag requests = %+v: want one for message 3 only (2 was \\Seen already, 1 deleted)", f.store.FlagRequests())
 	}
 }
 
 func TestTopIsNotSeenAndRsetForgetsRetrieval(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	u1 := f.store.deliver(alice, msg1)
-	u2 := f.store.deliver(alice, msg2)
+	u1 := f.store.Deliver(alice, msg1)
+	u2 := f.store.Deliver(alice, msg2)
 	c := f.dialTLS(t).login("alice@example.org")
 	c.cmd("TOP 1 0").body()
 	c.cmd("RETR 2").body()
 	c.cmd("RSET").ok()
 	c.cmd("QUIT").ok()
 	c.closed()
-	if slices.Contains(f.store.flags(alice, u1), `\Seen`) || slices.Contains(f.store.flags(alice, u2), `\Seen`) {
+	if slices.Contains(f.store.Flags(alice, u1), `\Seen`) || slices.Contains(f.store.Flags(alice, u2), `\Seen`) {
 		t.Error("TOP or a retrieval undone by RSET marked a message \\Seen")
 	}
-	if len(f.store.flagReqs)+f.store.expungeCalls() != 0 {
-		t.Errorf("QUIT with nothing to do called the store: %+v %+v", f.store.flagReqs, f.store.expunges)
+	if len(f.store.FlagRequests())+len(f.store.Expunges()) != 0 {
+		t.Errorf("QUIT with nothing to do called the store: %+v %+v", f.store.FlagRequests(), f.store.Expunges())
 	}
 }
 
 func TestTop(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.store.deliver(alice, msg2)
-	f.store.deliver(alice, "Subject: no body")
-	f.store.deliver(alice, "Subject: x\r\n\r\n.a\r\nb\r\n")
+	f.store.Deliver(alice, msg2)
+	f.store.Deliver(alice, "Subject: no body")
+	f.store.Deliver(alice, "Subject: x\r\n\r\n.a\r\nb\r\n")
 	c := f.dialTLS(t).login("alice@example.org")
 	for _, tc := range []struct{ cmd, want string }{
 		{"TOP 1 0", "From: b@example.net\r\nSubject: two\r\n\r\n"},
@@ -202,9 +203,9 @@ func TestRetrSizes(t *testing.T) {
 		"Subject: cr\r\n\r\nbare\rcr\r\n",
 	}
 	for _, b := range bodies {
-		f.store.deliver(alice, b)
+		f.store.Deliver(alice, b)
 	}
-	f.store.deliver(alice, "Subject: lf\n\nbare\nlf\n")
+	f.store.Deliver(alice, "Subject: lf\n\nbare\nlf\n")
 	c := f.dialTLS(t).login("alice@example.org")
 	for i, b := range bodies {
 		first := c.cmd(fmt.Sprintf("RETR %d", i+1)).line()
@@ -227,7 +228,7 @@ func TestRetrSizes(t *testing.T) {
 func TestAuthSASL(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 
 	c := f.dialTLS(t)
 	c.cmd("AUTH PLAIN " + b64("\x00alice@example.org\x00secret")).ok()
@@ -291,7 +292,7 @@ func TestLockoutIsLoginDelay(t *testing.T) {
 func TestInUse(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 	first := f.dialTLS(t).login("alice@example.org")
 	second := f.dialTLS(t)
 	second.cmd("USER alice@example.org").ok()
@@ -324,14 +325,14 @@ func TestSharedLocks(t *testing.T) {
 func TestSnapshotAtLogin(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 	c := f.dialTLS(t).login("alice@example.org")
-	u2 := f.store.deliver(alice, msg2)
+	u2 := f.store.Deliver(alice, msg2)
 	c.cmd("DELE 1").ok()
 	c.cmd("LIST 2").err("No such message")
 	c.cmd("QUIT").ok()
 	c.closed()
-	if got := f.store.uids(alice); !slices.Equal(got, []uint32{u2}) {
+	if got := f.store.UIDs(alice); !slices.Equal(got, []uint32{u2}) {
 		t.Errorf("INBOX = %v: the message delivered during the session must survive its QUIT", got)
 	}
 	c = f.dialTLS(t).login("alice@example.org")
@@ -343,7 +344,7 @@ func TestSnapshotAtLogin(t *testing.T) {
 func TestDroppedConnectionDeletesNothing(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 	c := f.dialTLS(t).login("alice@example.org")
 	c.cmd("RETR 1").body()
 	c.cmd("DELE 1").ok()
@@ -364,7 +365,7 @@ func TestDroppedConnectionDeletesNothing(t *testing.T) {
 	if got := c.cmd("STAT").ok(); !strings.HasPrefix(got, "1 ") {
 		t.Errorf("STAT = %q", got)
 	}
-	if f.store.expungeCalls() != 0 || len(f.store.flagReqs) != 0 {
+	if len(f.store.Expunges()) != 0 || len(f.store.FlagRequests()) != 0 {
 		t.Error("a dropped connection changed the store")
 	}
 }
@@ -372,23 +373,21 @@ func TestDroppedConnectionDeletesNothing(t *testing.T) {
 func TestUpdateFailure(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.store.deliver(alice, msg1)
-	f.store.failExp = errors.New("disk full")
+	f.store.Deliver(alice, msg1)
+	f.store.Fail(nil, errors.New("disk full"))
 	c := f.dialTLS(t).login("alice@example.org")
 	c.cmd("DELE 1").ok()
 	c.cmd("QUIT").err("[SYS/TEMP] Some deleted messages not removed")
 	if !c.closed() {
 		t.Error("connection open after QUIT")
 	}
-	f.store.mu.Lock()
-	f.store.failExp, f.store.failFlags = nil, errors.New("disk full")
-	f.store.mu.Unlock()
-	f.store.deliver(alice, msg2)
+	f.store.Fail(errors.New("disk full"), nil)
+	f.store.Deliver(alice, msg2)
 	c = f.dialTLS(t).login("alice@example.org")
 	c.cmd("RETR 2").body()
 	c.cmd("DELE 1").ok()
 	c.cmd("QUIT").err("[SYS/TEMP] Unable to update maildrop; no message deleted")
-	if got := f.store.uids(alice); len(got) != 2 {
+	if got := f.store.UIDs(alice); len(got) != 2 {
 		t.Errorf("INBOX = %v", got)
 	}
 }
@@ -396,16 +395,14 @@ func TestUpdateFailure(t *testing.T) {
 func TestMessageGoneAndStoreErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 	c := f.dialTLS(t).login("alice@example.org")
-	f.store.mu.Lock()
-	clear(f.store.blobs)
-	f.store.mu.Unlock()
+	f.store.DropBlobs()
 	c.cmd("RETR 1").err("removed by another session")
 	c.cmd("NOOP").ok()
 
 	// A user without an INBOX in the store: [SYS/TEMP], still in AUTHORIZATION.
-	delete(f.store.mailboxes, bob)
+	f.store.RemoveMailbox(bob)
 	c = f.dialTLS(t)
 	c.cmd("USER bob@example.org").ok()
 	c.cmd("PASS secret").err("[SYS/TEMP]")
@@ -445,7 +442,7 @@ func TestBadInput(t *testing.T) {
 func TestCommandLimit(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, func(o *Options) { o.MaxCommands = 5 })
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 	c := f.dialTLS(t).login("alice@example.org") // 2 commands; limit 5 + 3 for one message
 	for range 6 {
 		c.cmd("NOOP").ok()
@@ -459,8 +456,8 @@ func TestCommandLimit(t *testing.T) {
 func TestPipelining(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.store.deliver(alice, msg1)
-	f.store.deliver(alice, msg2)
+	f.store.Deliver(alice, msg1)
+	f.store.Deliver(alice, msg2)
 	c := f.dialTLS(t)
 	c.write("USER alice@example.org\r\nPASS secret\r\nSTAT\r\nRETR 2\r\nDELE 1\r\nQUIT\r\n")
 	c.ok()
@@ -473,7 +470,7 @@ func TestPipelining(t *testing.T) {
 	}
 	c.ok()
 	c.ok()
-	if got := f.store.uids(alice); len(got) != 1 {
+	if got := f.store.UIDs(alice); len(got) != 1 {
 		t.Errorf("INBOX = %v", got)
 	}
 }
@@ -496,14 +493,14 @@ func TestSTLS(t *testing.T) {
 func TestAutologoutDeletesNothing(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, func(o *Options) { o.Timeout = 300 * time.Millisecond })
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 	c := f.dialTLS(t).login("alice@example.org")
 	c.cmd("DELE 1").ok()
 	c.err("Autologout")
 	if !c.closed() {
 		t.Error("connection open after autologout")
 	}
-	if f.store.expungeCalls() != 0 {
+	if len(f.store.Expunges()) != 0 {
 		t.Error("autologout entered UPDATE")
 	}
 }
@@ -511,7 +508,7 @@ func TestAutologoutDeletesNothing(t *testing.T) {
 func TestShutdownEndsIdleSessions(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 	c := f.dialTLS(t).login("alice@example.org")
 	c.cmd("DELE 1").ok()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -520,7 +517,7 @@ func TestShutdownEndsIdleSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.err("[SYS/TEMP] Server shutting down")
-	if f.store.expungeCalls() != 0 {
+	if len(f.store.Expunges()) != 0 {
 		t.Error("shutdown deleted messages")
 	}
 	if err := f.srv.Serve(f.ln); !errors.Is(err, ErrServerClosed) {
@@ -556,7 +553,7 @@ func TestNew(t *testing.T) {
 	if _, err := New(Options{Hostname: "x"}); err == nil {
 		t.Error("New without Store, Blobs and Auth succeeded")
 	}
-	s := newFakeStore()
+	s := storefake.New()
 	as, _ := auth.New(auth.Options{Users: users{}})
 	if _, err := New(Options{Store: s, Blobs: s, Auth: as}); err == nil {
 		t.Error("New without hostname succeeded")
@@ -595,7 +592,7 @@ func TestAuthSCRAMPlus(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFixture(t, func(o *Options) { o.Auth = as; o.AllowPlaintextAuth = true })
-	f.store.deliver(alice, msg1)
+	f.store.Deliver(alice, msg1)
 	if caps := capaOf(f.dial(t)); !slices.Contains(caps, "SASL SCRAM-SHA-256 SCRAM-SHA-1 PLAIN LOGIN") {
 		t.Errorf("CAPA without TLS = %q: want SCRAM without -PLUS", caps)
 	}
