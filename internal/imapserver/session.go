@@ -57,9 +57,8 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu   sync.Mutex // guards conn and busy against Shutdown
+	mu   sync.Mutex // guards conn and the idle clock against Shutdown
 	conn net.Conn
-	busy bool // a command is being executed: Shutdown lets it finish
 
 	br  *bufio.Reader
 	bw  *bufio.Writer
@@ -111,7 +110,7 @@ func (c *session) utf8Names() bool { return c.rev2 || c.utf8 }
 func (c *session) InterruptIfIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.busy {
+	if !c.IdleSince().IsZero() { // waiting for a command, not running one
 		c.conn.SetReadDeadline(time.Now())
 	}
 }
@@ -122,10 +121,11 @@ func (c *session) Close() {
 	c.conn.Close()
 }
 
+// setBusy marks a command as running (Shutdown lets it finish) or the session as waiting for the next one; the
+// IdleClock is the one record of it, changed under mu so InterruptIfIdle never cuts a running command.
 func (c *session) setBusy(v bool) {
 	c.mu.Lock()
-	c.busy = v
-	c.mu.Unlock()
+	defer c.mu.Unlock()
 	if v {
 		c.Work()
 	} else {

@@ -58,8 +58,7 @@ type session struct {
 	log  *slog.Logger
 	ctx  context.Context
 
-	mu   sync.Mutex // guards busy against Shutdown
-	busy bool
+	mu sync.Mutex // guards the idle clock against Shutdown
 
 	state    state
 	mailbox  store.Mailbox
@@ -95,7 +94,7 @@ func (c *session) opts() *Options { return &c.srv.opts }
 func (c *session) InterruptIfIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.busy {
+	if !c.IdleSince().IsZero() { // waiting for a command, not running one
 		c.conn.SetReadDeadline(time.Now())
 	}
 }
@@ -103,10 +102,11 @@ func (c *session) InterruptIfIdle() {
 // Close ends the connection whatever the session is doing (the Shutdown deadline).
 func (c *session) Close() { c.conn.Close() }
 
+// setBusy marks a command as running (Shutdown lets it finish) or the session as waiting for the next one; the
+// IdleClock is the one record of it, changed under mu so InterruptIfIdle never cuts a running command.
 func (c *session) setBusy(v bool) {
 	c.mu.Lock()
-	c.busy = v
-	c.mu.Unlock()
+	defer c.mu.Unlock()
 	if v {
 		c.Work()
 	} else {

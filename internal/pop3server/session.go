@@ -40,9 +40,8 @@ type session struct {
 	log *slog.Logger
 	ctx context.Context
 
-	mu   sync.Mutex // guards conn (replaced by STLS) and busy against Shutdown
+	mu   sync.Mutex // guards conn (replaced by STLS) and the idle clock against Shutdown
 	conn net.Conn
-	busy bool // a command is running: Shutdown lets it finish
 
 	tls          bool
 	userArg      string // the name given by USER; "" when PASS may not follow
@@ -87,15 +86,16 @@ func (c *session) Close() { c.netConn().Close() }
 func (c *session) InterruptIfIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.busy {
+	if !c.IdleSince().IsZero() { // waiting for a command, not running one
 		c.conn.SetReadDeadline(time.Now())
 	}
 }
 
+// setBusy marks a command as running (Shutdown lets it finish) or the session as waiting for the next one; the
+// IdleClock is the one record of it, changed under mu so InterruptIfIdle never cuts a running command.
 func (c *session) setBusy(v bool) {
 	c.mu.Lock()
-	c.busy = v
-	c.mu.Unlock()
+	defer c.mu.Unlock()
 	if v {
 		c.Work()
 	} else {
