@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
@@ -112,6 +113,29 @@ type Message struct {
 	Size   int64
 	Header textproto.Header
 	Open   func() (io.ReadCloser, error)
+
+	memoMu sync.Mutex
+	memo   map[string]any
+}
+
+// Memo returns what compute derives from the message, computing it once per key: a per-user check (the
+// statistical filter) runs once for every local recipient but tokenizes the message only the first time. An
+// error is returned and not kept.
+func (m *Message) Memo(key string, compute func() (any, error)) (any, error) {
+	m.memoMu.Lock()
+	defer m.memoMu.Unlock()
+	if v, ok := m.memo[key]; ok {
+		return v, nil
+	}
+	v, err := compute()
+	if err != nil {
+		return nil, err
+	}
+	if m.memo == nil {
+		m.memo = map[string]any{}
+	}
+	m.memo[key] = v
+	return v, nil
 }
 
 // Check is a named filter; it implements at least one of the stage interfaces.

@@ -3,6 +3,7 @@ package filter
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -189,5 +190,28 @@ func TestFoldValueKeepsQuotedStrings(t *testing.T) {
 	}
 	if strings.ReplaceAll(f, "\r\n\t", " ") != v {
 		t.Fatalf("folding changed the value: %q", f)
+	}
+}
+
+func TestMessageMemo(t *testing.T) {
+	var m Message
+	calls := 0
+	compute := func() (any, error) {
+		calls++
+		if calls == 1 {
+			return nil, errors.New("transient")
+		}
+		return calls, nil
+	}
+	if _, err := m.Memo("k", compute); err == nil {
+		t.Fatal("error not returned")
+	}
+	for range 3 {
+		if v, err := m.Memo("k", compute); err != nil || v.(int) != 2 {
+			t.Fatalf("Memo = %v, %v", v, err)
+		}
+	}
+	if calls != 2 {
+		t.Fatalf("computed %d times, want 2 (errors are not kept)", calls)
 	}
 }

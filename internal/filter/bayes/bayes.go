@@ -164,13 +164,22 @@ func (c *Classifier) Ready(tot store.BayesCount) bool {
 
 // Classify judges m for the user (filter.UserClassifier). Until the user has trained enough it answers not spam
 // with probability 0.5.
+// The message is tokenized once however many users it is classified for (filter.Message.Memo).
 func (c *Classifier) Classify(ctx context.Context, userID int64, m *filter.Message) (spam bool, probability float64, err error) {
-	rc, err := m.Open()
-	if err != nil {
-		return false, 0.5, fmt.Errorf("bayes: open message: %w", err)
-	}
-	defer rc.Close()
-	p, err := c.Probability(ctx, userID, rc)
+	p, err := c.probability(ctx, userID, func() (sample, error) {
+		v, err := m.Memo("bayes.sample", func() (any, error) {
+			rc, err := m.Open()
+			if err != nil {
+				return nil, fmt.Errorf("bayes: open message: %w", err)
+			}
+			defer rc.Close()
+			return c.read(rc)
+		})
+		if err != nil {
+			return sample{}, err
+		}
+		return v.(sample), nil
+	})
 	if err != nil {
 		return false, 0.5, err
 	}
@@ -180,6 +189,11 @@ func (c *Classifier) Classify(ctx context.Context, userID int64, m *filter.Messa
 // Probability returns the probability that the message r is spam for the user: 0.5 when the user has not trained
 // enough or nothing in the message is telling.
 func (c *Classifier) Probability(ctx context.Context, userID int64, r io.Reader) (float64, error) {
+	return c.probability(ctx, userID, func() (sample, error) { return c.read(r) })
+}
+
+// probability is Probability with the message's sample read only once the user is known to be trained enough.
+func (c *Classifier) probability(ctx context.Context, userID int64, sampleOf func() (sample, error)) (float64, error) {
 	tot, err := c.o.Store.BayesTotals(ctx, userID)
 	if err != nil {
 		return 0.5, fmt.Errorf("bayes: %w", err)
@@ -187,7 +201,7 @@ func (c *Classifier) Probability(ctx context.Context, userID int64, r io.Reader)
 	if !c.Ready(tot) {
 		return 0.5, nil
 	}
-	s, err := c.read(r)
+	s, err := sampleOf()
 	if err != nil {
 		return 0.5, err
 	}

@@ -222,3 +222,43 @@ func TestChi2Q(t *testing.T) {
 		t.Errorf("no clues combine to %v", p)
 	}
 }
+
+// TestClassifyTokenizesOnce: a message for several trained users is read and tokenized once (filter.Message.Memo),
+// and each user still gets their own verdict.
+func TestClassifyTokenizesOnce(t *testing.T) {
+	ctx := context.Background()
+	st, alice := openStore(t)
+	u, err := st.AddUser(ctx, store.User{Address: "v@example.org", PasswordHash: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := u.ID
+	c, _ := New(Options{Store: st, MinSpam: 1, MinHam: 1})
+	spam := []byte("Subject: cheap pills\r\n\r\nbuy cheap pills now\r\n")
+	ham := []byte("Subject: lunch\r\n\r\nlunch tomorrow at noon?\r\n")
+	for _, tr := range []struct {
+		user  int64
+		spam  bool
+		bytes []byte
+	}{{alice, true, spam}, {alice, false, ham}, {bob, false, spam}, {bob, true, ham}} {
+		if _, err := c.Train(ctx, tr.user, tr.spam, bytes.NewReader(tr.bytes)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opens := 0
+	m := &filter.Message{Size: int64(len(spam)), Open: func() (io.ReadCloser, error) {
+		opens++
+		return io.NopCloser(bytes.NewReader(spam)), nil
+	}}
+	sa, _, err := c.Classify(ctx, alice, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, _, err := c.Classify(ctx, bob, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sa || sb || opens != 1 {
+		t.Fatalf("alice spam %v, bob spam %v (want true, false); message opened %d times, want 1", sa, sb, opens)
+	}
+}
