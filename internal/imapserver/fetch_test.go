@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/internal/store"
 )
 
 const multipartMsg = "From: \"Bob B.\" <bob@example.org>\r\nTo: alice@example.org, carol@example.org\r\n" +
@@ -95,6 +97,41 @@ func TestFetchStreamsBigParts(t *testing.T) {
 		r := tc.cmd(c.cmd).ok()
 		if len(r.untagged) != 1 || r.untagged[0] != c.want {
 			t.Fatalf("%s: got %.200q, want %.200q", c.cmd, fmt.Sprint(r.untagged), c.want)
+		}
+	}
+}
+
+// TestStreamRange: which FETCH items stream from the blob, and which octets: a big part's body, the text of a big
+// encapsulated message, the message text; not a small part, nor a header section.
+func TestStreamRange(t *testing.T) {
+	big := strings.Repeat("x", 2*streamMin)
+	msg := "Subject: s\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\nsmall\r\n--B\r\n\r\n" + big +
+		"\r\n--B\r\nContent-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\n" + big + "\r\n--B--\r\n"
+	meta, err := parseMetaBytes([]byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fetchMsg{m: store.Message{Size: int64(len(msg)), Meta: meta}}
+	for _, c := range []struct {
+		path    []int
+		spec    string
+		partial bool
+		off, n  int64
+		ok      bool
+		want    string
+	}{
+		{path: []int{2}, ok: true, want: big},
+		{path: []int{3}, spec: "TEXT", ok: true, want: big},
+		{path: []int{2}, partial: true, off: 5, n: streamMin, ok: true, want: big[5 : 5+streamMin]},
+		{path: []int{1}},
+		{path: []int{3}, spec: "HEADER"},
+		{path: []int{9}},
+	} {
+		it := fetchItem{kind: fSection, section: sectionSpec{path: c.path, specifier: c.spec}, partial: c.partial,
+			offset: c.off, count: c.n}
+		start, n, ok := f.streamRange(it)
+		if ok != c.ok || ok && msg[start:start+n] != c.want {
+			t.Errorf("%v %s: streams %v (%d+%d), want %v", c.path, c.spec, ok, start, n, c.ok)
 		}
 	}
 }
